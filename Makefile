@@ -1,0 +1,46 @@
+# kube-reloader: the two commands a developer needs are `make test` and `make demo`
+# (see README.md). Everything they need is built here; the Go control-plane binaries are
+# cached outside the repository (testbins/build.sh), so only the first run is slow.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: test prerequisites check unit testbins integration no-leftovers cluster build
+
+## test: every check and test: fmt, clippy, unit tests, control-plane binaries, integration tests.
+test: prerequisites check unit testbins integration no-leftovers
+	@echo "make test: all checks and tests passed"
+
+prerequisites:
+	@scripts/prerequisites.sh
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --lib --bins --locked
+
+## testbins: build (or find cached) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, helm.
+testbins:
+	testbins/build.sh
+
+# The test binary is compiled before any control plane starts, so rustc and kube-apiserver do
+# not fight over the two cores.
+integration: testbins
+	$(CARGO) test --locked --test integration --no-run
+	KUBE_RELOADER_TESTBINS="$$(testbins/build.sh --print-dir)" $(CARGO) test --locked --test integration
+
+no-leftovers:
+	@scripts/check-no-leftovers.sh
+
+## cluster: a local tier-C control plane for humans; prints KUBECONFIG; Ctrl-C stops it.
+cluster: testbins
+	$(CARGO) build --locked -p kube-reloader-testenv --bin kube-reloader-cluster
+	KUBE_RELOADER_TESTBINS="$$(testbins/build.sh --print-dir)" target/debug/kube-reloader-cluster $(if $(KUBECONFIG_OUT),--kubeconfig-out $(KUBECONFIG_OUT))
+
+## build: the release binary at target/release/kube-reloader.
+build:
+	$(CARGO) build --locked --release --bin kube-reloader

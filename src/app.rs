@@ -1,0 +1,159 @@
+//! The process lifecycle: connect to the API server, serve the HTTP endpoints, stop on a signal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::error::Error;
+use crate::ops::health::Health;
+use crate::ops::http::{self, HttpState};
+use crate::ops::metrics::Metrics;
+use crate::ops::signals::ShutdownSignals;
+
+/// Runs kube-reloader until SIGTERM or SIGINT.
+///
+/// Fails fast, before serving readiness, when the cluster cannot be reached, so a misconfigured
+/// deployment crash-loops with a message instead of sitting idle.
+pub async fn run(settings: Settings) -> Result<(), Error> {
+    let mut signals = ShutdownSignals::install().map_err(Error::HttpServe)?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
+    let health = Arc::new(Health::default());
+    let metrics = Arc::new(Metrics::new());
+
+    let listener = http::bind(settings.http_addr).await?;
+    let local_addr = listener.local_addr().map_err(Error::HttpServe)?;
+    tracing::info!(addr = %local_addr, "serving /live, /ready and /metrics");
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let state = HttpState {
+        health: health.clone(),
+        metrics,
+    };
+    let server = tokio::spawn(http::serve(listener, state, async move {
+        // The sender lives until run() returns; a closed channel also means stop.
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+
+    let startup = async {
+        let client = connect(settings.api_timeout).await?;
+        drop(client);
+        Ok::<(), Error>(())
+    };
+    let outcome = tokio::select! {
+        result = startup => result.map(|()| None),
+        signal = signals.recv() => Ok(Some(signal)),
+    };
+    let signal = match outcome {
+        Ok(Some(signal)) => signal,
+        Ok(None) => {
+            health.set_ready();
+            tracing::info!("kube-reloader is ready");
+            signals.recv().await
+        }
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            let _ = server.await;
+            return Err(e);
+        }
+    };
+
+    tracing::info!(signal, "shutting down");
+    health.set_not_ready("shutting down");
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join_error)) => tracing::error!(error = %join_error, "HTTP server task failed"),
+        Err(_) => tracing::warn!("HTTP server did not stop within 10s; exiting anyway"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Builds a client from KUBECONFIG, ~/.kube/config or the in-cluster service account, and checks
+/// that the API server answers with that identity.
+pub async fn connect(timeout: Duration) -> Result<kube::Client, Error> {
+    let config = kube::Config::infer().await.map_err(Error::NoClientConfig)?;
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).map_err(|source| Error::ClientSetup {
+        server: server.clone(),
+        source,
+        fix: "check the certificate and credential fields of your kubeconfig",
+    })?;
+    let version = match tokio::time::timeout(timeout, client.apiserver_version()).await {
+        Ok(Ok(version)) => version,
+        Ok(Err(e)) => return Err(unreachable(&server, &e)),
+        Err(_) => {
+            return Err(Error::ApiUnreachable {
+                server,
+                cause: format!("no answer within {}s", timeout.as_secs()),
+                fix:
+                    "check that the API server is running and reachable from here (network policy, \
+                      firewall, proxy), or raise --api-timeout-seconds"
+                        .into(),
+            });
+        }
+    };
+    tracing::info!(server = %server, version = %version.git_version, "connected to the Kubernetes API server");
+    Ok(client)
+}
+
+/// Explains a failed startup request in words a user can act on.
+fn unreachable(server: &str, error: &kube::Error) -> Error {
+    let chain = error_chain(error);
+    let (cause, fix) = match error {
+        kube::Error::Api(status) if status.code == 401 => (
+            format!("the API server rejected our credentials (401 Unauthorized: {})", status.message),
+            "refresh the token or client certificate in your kubeconfig, or check the service account token"
+                .to_owned(),
+        ),
+        kube::Error::Api(status) if status.code == 403 => (
+            format!("the API server denied access (403 Forbidden: {})", status.message),
+            "grant the identity permission to read /version (every authenticated user has it by default)"
+                .to_owned(),
+        ),
+        kube::Error::Api(status) => (
+            format!("the API server answered {} {}: {}", status.code, status.reason, status.message),
+            "check the API server's health (kubectl get --raw /readyz)".to_owned(),
+        ),
+        _ if chain.contains("Connection refused") => (
+            format!("connection refused ({chain})"),
+            "check that the API server is running and that the server address in your kubeconfig is right"
+                .to_owned(),
+        ),
+        _ if chain.contains("certificate") || chain.contains("UnknownIssuer") => (
+            format!("TLS verification failed ({chain})"),
+            "check certificate-authority(-data) in your kubeconfig matches the API server's CA".to_owned(),
+        ),
+        _ if chain.contains("dns error") || chain.contains("failed to lookup") => (
+            format!("the server name does not resolve ({chain})"),
+            "check the server address in your kubeconfig".to_owned(),
+        ),
+        _ => (
+            chain,
+            "check that the API server is running and reachable with the configured credentials".to_owned(),
+        ),
+    };
+    Error::ApiUnreachable {
+        server: server.to_owned(),
+        cause,
+        fix,
+    }
+}
+
+/// Joins an error and all its sources into one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let part = inner.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = inner.source();
+    }
+    text
+}

@@ -1,0 +1,29 @@
+//! The kube-reloader binary: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kube_reloader::{Cli, ops};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Cli::parse().into_settings() {
+        Ok(settings) => settings,
+        Err(e) => {
+            // Same exit code clap uses for a malformed command line.
+            eprintln!("kube-reloader: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = ops::logging::init(settings.log_format, settings.log_level) {
+        eprintln!("kube-reloader: error: {e}");
+        return ExitCode::FAILURE;
+    }
+    match kube_reloader::run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

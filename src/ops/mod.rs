@@ -1,0 +1,7 @@
+//! Operating the controller: logs, the HTTP endpoints, metrics and process signals.
+
+pub mod health;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod signals;

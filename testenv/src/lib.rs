@@ -1,0 +1,18 @@
+//! A real, local Kubernetes control plane for kube-reloader's integration tests, demo and
+//! benchmarks: etcd and kube-apiserver (tier A), plus kube-controller-manager (tier B), plus
+//! kube-scheduler and kwok fake nodes so pods turn Ready and rollouts complete (tier C).
+//!
+//! Binaries come from `testbins/build.sh` (built from pinned Go modules, cached outside the
+//! repository). Every process binds 127.0.0.1 on a free port, lives in a per-run temp dir, and
+//! dies with the process that started it, also on panic or Ctrl-C.
+
+pub mod bins;
+pub mod cluster;
+pub mod error;
+pub mod pki;
+pub mod process;
+pub mod shared;
+
+pub use cluster::{ClusterInfo, ControlPlane, Identity, NODE_NAME, Tier};
+pub use error::Error;
+pub use shared::shared;

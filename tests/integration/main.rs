@@ -1,0 +1,11 @@
+//! Integration tests against a real control plane (etcd + kube-apiserver, plus
+//! kube-controller-manager, kube-scheduler and kwok where a test needs them).
+//!
+//! All tests in this binary share one control plane (started by the first test that needs it)
+//! and each works in its own namespace. The binaries come from testbins/build.sh; if they are
+//! missing the tests fail and say how to build them.
+
+mod binary;
+mod rbac;
+mod smoke;
+mod support;
