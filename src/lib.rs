@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod model;
 pub mod ops;
 
 pub use app::run;

@@ -1,0 +1,5 @@
+//! Pure decision logic: no I/O, no clock, no client. Everything here is unit-tested with tables.
+
+pub mod digest;
+pub mod policy;
+pub mod refs;

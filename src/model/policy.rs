@@ -1,0 +1,510 @@
+//! Which workloads track which sources: upstream's annotation decision (`ShouldReload`), in the
+//! same order and with the same value parsing.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+
+use crate::model::digest::SourceKind;
+
+/// Opt-out key on SecretProviderClass objects has no flag; these keys are fixed upstream.
+pub const SPC_RELOAD: &str = "secretproviderclass.reloader.stakater.com/reload";
+/// Typed auto key for SecretProviderClasses (no flag upstream).
+pub const SPC_AUTO: &str = "secretproviderclass.reloader.stakater.com/auto";
+/// Exclude list for ConfigMaps, read from workload metadata only.
+pub const CONFIGMAP_EXCLUDE: &str = "configmaps.exclude.reloader.stakater.com/reload";
+/// Exclude list for Secrets, read from workload metadata only.
+pub const SECRET_EXCLUDE: &str = "secrets.exclude.reloader.stakater.com/reload";
+/// Exclude list for SecretProviderClasses, read from workload metadata only.
+pub const SPC_EXCLUDE: &str = "secretproviderclasses.exclude.reloader.stakater.com/reload";
+/// Argo Rollout restart method selector.
+pub const ROLLOUT_STRATEGY: &str = "reloader.stakater.com/rollout-strategy";
+/// Pod-template annotation written by the annotations strategy.
+pub const LAST_RELOADED_FROM: &str = "reloader.stakater.com/last-reloaded-from";
+
+/// The annotation keys upstream lets users rename with `--*-annotation` flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationKeys {
+    /// `--configmap-annotation`: named ConfigMap list.
+    pub configmap_reload: String,
+    /// `--secret-annotation`: named Secret list.
+    pub secret_reload: String,
+    /// `--auto-annotation`: generic auto.
+    pub auto: String,
+    /// `--configmap-auto-annotation`.
+    pub configmap_auto: String,
+    /// `--secret-auto-annotation`.
+    pub secret_auto: String,
+    /// `--auto-search-annotation`, on the workload.
+    pub search: String,
+    /// `--search-match-annotation`, on the source.
+    pub search_match: String,
+    /// `--ignore-annotation`, on the source.
+    pub ignore: String,
+    /// `--pause-deployment-annotation`.
+    pub pause_period: String,
+    /// `--pause-deployment-time-annotation`.
+    pub paused_at: String,
+}
+
+impl Default for AnnotationKeys {
+    fn default() -> Self {
+        Self {
+            configmap_reload: "configmap.reloader.stakater.com/reload".into(),
+            secret_reload: "secret.reloader.stakater.com/reload".into(),
+            auto: "reloader.stakater.com/auto".into(),
+            configmap_auto: "configmap.reloader.stakater.com/auto".into(),
+            secret_auto: "secret.reloader.stakater.com/auto".into(),
+            search: "reloader.stakater.com/search".into(),
+            search_match: "reloader.stakater.com/match".into(),
+            ignore: "reloader.stakater.com/ignore".into(),
+            pause_period: "deployment.reloader.stakater.com/pause-period".into(),
+            paused_at: "deployment.reloader.stakater.com/paused-at".into(),
+        }
+    }
+}
+
+/// Workload kinds, named as upstream names them in Events and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// batch/v1 CronJob.
+    CronJob,
+    /// batch/v1 Job.
+    Job,
+    /// argoproj.io/v1alpha1 Rollout.
+    Rollout,
+}
+
+impl WorkloadKind {
+    /// The Kubernetes kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployment => "Deployment",
+            Self::DaemonSet => "DaemonSet",
+            Self::StatefulSet => "StatefulSet",
+            Self::CronJob => "CronJob",
+            Self::Job => "Job",
+            Self::Rollout => "Rollout",
+        }
+    }
+}
+
+/// Settings that shape the decision, from flags.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Annotation keys in effect.
+    pub keys: AnnotationKeys,
+    /// `--auto-reload-all`.
+    pub auto_reload_all: bool,
+    /// `--ignored-workload-types` contains `jobs`.
+    pub ignore_jobs: bool,
+    /// `--ignored-workload-types` contains `cronjobs`.
+    pub ignore_cronjobs: bool,
+}
+
+/// Why a workload tracks a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// Named in the workload's reload list: tracked even if the pod spec never references it.
+    Named,
+    /// `search: "true"` on the workload and `match: "true"` on the source; needs a reference.
+    Search,
+    /// Auto, typed auto or `--auto-reload-all`; needs a reference.
+    Auto,
+}
+
+impl Match {
+    /// Whether the pod spec must reference the source for a reload (upstream's AutoReload).
+    pub fn needs_reference(self) -> bool {
+        !matches!(self, Self::Named)
+    }
+}
+
+/// Why a workload does not track a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoMatch {
+    /// The workload's kind is in `--ignored-workload-types`.
+    IgnoredWorkloadType,
+    /// The source carries `reloader.stakater.com/ignore: "true"`.
+    SourceIgnored,
+    /// The workload's exclude list names the source.
+    Excluded,
+    /// No annotation opts the workload in for this source.
+    NotOptedIn,
+}
+
+/// A reload-list item that is not a valid regular expression (skipped, reported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidPattern {
+    /// The annotation key the item came from.
+    pub key: String,
+    /// The item as written.
+    pub item: String,
+    /// The regex compiler's message.
+    pub error: String,
+}
+
+/// Outcome of [`evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    /// Whether and why the workload tracks the source.
+    pub result: Result<Match, NoMatch>,
+    /// Invalid list items met on the way; the others were still used.
+    pub invalid: Vec<InvalidPattern>,
+}
+
+/// The annotations of one workload that the decision reads.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkloadAnnotations<'a> {
+    /// The workload's kind.
+    pub kind: WorkloadKind,
+    /// `metadata.annotations`.
+    pub metadata: &'a BTreeMap<String, String>,
+    /// The pod template's `metadata.annotations` (fallback when metadata has none of the keys).
+    pub template: &'a BTreeMap<String, String>,
+}
+
+/// The source being considered.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRef<'a> {
+    /// ConfigMap, Secret or SecretProviderClass.
+    pub kind: SourceKind,
+    /// Its name.
+    pub name: &'a str,
+    /// Its annotations (ignore, match).
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+impl Policy {
+    /// Decides whether `workload` tracks `source`, in upstream's order: ignored workload type,
+    /// ignored source, exclude list, named list, search/match, auto.
+    pub fn evaluate(&self, source: SourceRef<'_>, workload: WorkloadAnnotations<'_>) -> Evaluation {
+        let mut invalid = Vec::new();
+        let result = self.decide(source, workload, &mut invalid);
+        Evaluation { result, invalid }
+    }
+
+    fn decide(
+        &self,
+        source: SourceRef<'_>,
+        workload: WorkloadAnnotations<'_>,
+        invalid: &mut Vec<InvalidPattern>,
+    ) -> Result<Match, NoMatch> {
+        let ignored_kind = match workload.kind {
+            WorkloadKind::Job => self.ignore_jobs,
+            WorkloadKind::CronJob => self.ignore_cronjobs,
+            _ => false,
+        };
+        if ignored_kind {
+            return Err(NoMatch::IgnoredWorkloadType);
+        }
+        if source
+            .annotations
+            .get(&self.keys.ignore)
+            .map(String::as_str)
+            == Some("true")
+        {
+            return Err(NoMatch::SourceIgnored);
+        }
+        let (named_key, typed_auto_key, exclude_key) = match source.kind {
+            SourceKind::ConfigMap => (
+                self.keys.configmap_reload.as_str(),
+                self.keys.configmap_auto.as_str(),
+                CONFIGMAP_EXCLUDE,
+            ),
+            SourceKind::Secret => (
+                self.keys.secret_reload.as_str(),
+                self.keys.secret_auto.as_str(),
+                SECRET_EXCLUDE,
+            ),
+            SourceKind::SecretProviderClass => (SPC_RELOAD, SPC_AUTO, SPC_EXCLUDE),
+        };
+        // Upstream reads the four opt-in keys from metadata, or from the pod template when
+        // metadata has none of them (presence, not value). Exclude is metadata-only.
+        let opt_in_keys = [
+            named_key,
+            self.keys.search.as_str(),
+            self.keys.auto.as_str(),
+            typed_auto_key,
+        ];
+        let annotations = if opt_in_keys
+            .iter()
+            .any(|k| workload.metadata.contains_key(*k))
+        {
+            workload.metadata
+        } else {
+            workload.template
+        };
+        let get = |key: &str| annotations.get(key).map(String::as_str).unwrap_or("");
+
+        if let Some(excluded) = workload.metadata.get(exclude_key)
+            && excluded.split(',').any(|item| item.trim() == source.name)
+        {
+            return Err(NoMatch::Excluded);
+        }
+        let named = get(named_key);
+        if !named.is_empty() {
+            for item in named.split(',') {
+                let item = item.trim();
+                match Regex::new(&format!("^{item}$")) {
+                    Ok(pattern) if pattern.is_match(source.name) => return Ok(Match::Named),
+                    Ok(_) => {}
+                    Err(e) => invalid.push(InvalidPattern {
+                        key: named_key.to_owned(),
+                        item: item.to_owned(),
+                        error: e.to_string(),
+                    }),
+                }
+            }
+        }
+        if get(&self.keys.search) == "true"
+            && source
+                .annotations
+                .get(&self.keys.search_match)
+                .map(String::as_str)
+                == Some("true")
+        {
+            return Ok(Match::Search);
+        }
+        let auto = get(&self.keys.auto);
+        let typed_auto = get(typed_auto_key);
+        if parse_go_bool(auto)
+            || parse_go_bool(typed_auto)
+            || (auto.is_empty() && typed_auto.is_empty() && self.auto_reload_all)
+        {
+            return Ok(Match::Auto);
+        }
+        Err(NoMatch::NotOptedIn)
+    }
+}
+
+/// Go's `strconv.ParseBool` truth values; anything it rejects counts as false.
+pub fn parse_go_bool(value: &str) -> bool {
+    matches!(value, "1" | "t" | "T" | "TRUE" | "true" | "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    struct Case {
+        kind: SourceKind,
+        name: &'static str,
+        source: &'static [(&'static str, &'static str)],
+        metadata: &'static [(&'static str, &'static str)],
+        template: &'static [(&'static str, &'static str)],
+        expected: Result<Match, NoMatch>,
+    }
+
+    fn run(policy: &Policy, case: &Case, workload_kind: WorkloadKind) -> Evaluation {
+        let source = map(case.source);
+        let metadata = map(case.metadata);
+        let template = map(case.template);
+        policy.evaluate(
+            SourceRef {
+                kind: case.kind,
+                name: case.name,
+                annotations: &source,
+            },
+            WorkloadAnnotations {
+                kind: workload_kind,
+                metadata: &metadata,
+                template: &template,
+            },
+        )
+    }
+
+    const CM: SourceKind = SourceKind::ConfigMap;
+    const SECRET: SourceKind = SourceKind::Secret;
+
+    #[test]
+    fn decision_table() {
+        use Match::*;
+        use NoMatch::*;
+        #[rustfmt::skip]
+        let cases = [
+            // Named lists: anchored regex items, trimmed.
+            Case { kind: CM, name: "b", source: &[], metadata: &[("configmap.reloader.stakater.com/reload", "a, b")], template: &[], expected: Ok(Named) },
+            Case { kind: CM, name: "app-config-x", source: &[], metadata: &[("configmap.reloader.stakater.com/reload", "app-config-.*")], template: &[], expected: Ok(Named) },
+            Case { kind: CM, name: "xapp", source: &[], metadata: &[("configmap.reloader.stakater.com/reload", "app")], template: &[], expected: Err(NotOptedIn) },
+            Case { kind: CM, name: "app", source: &[], metadata: &[("configmap.reloader.stakater.com/reload", ",, app ,")], template: &[], expected: Ok(Named) },
+            // A Secret change never looks at configmap keys.
+            Case { kind: SECRET, name: "a", source: &[], metadata: &[("configmap.reloader.stakater.com/reload", "a")], template: &[], expected: Err(NotOptedIn) },
+            Case { kind: SECRET, name: "a", source: &[], metadata: &[("secret.reloader.stakater.com/reload", "a")], template: &[], expected: Ok(Named) },
+            // Ignore on the source wins over everything.
+            Case { kind: CM, name: "a", source: &[("reloader.stakater.com/ignore", "true")], metadata: &[("configmap.reloader.stakater.com/reload", "a")], template: &[], expected: Err(SourceIgnored) },
+            Case { kind: CM, name: "a", source: &[("reloader.stakater.com/ignore", "True")], metadata: &[("configmap.reloader.stakater.com/reload", "a")], template: &[], expected: Ok(Named) },
+            // Exclude: exact names on metadata, overrides named/search/auto.
+            Case { kind: CM, name: "a", source: &[], metadata: &[("configmaps.exclude.reloader.stakater.com/reload", "x, a"), ("reloader.stakater.com/auto", "true")], template: &[], expected: Err(Excluded) },
+            Case { kind: CM, name: "a", source: &[], metadata: &[("configmaps.exclude.reloader.stakater.com/reload", "a.*"), ("reloader.stakater.com/auto", "true")], template: &[], expected: Ok(Auto) },
+            Case { kind: CM, name: "a", source: &[], metadata: &[], template: &[("configmaps.exclude.reloader.stakater.com/reload", "a"), ("reloader.stakater.com/auto", "true")], expected: Ok(Auto) },
+            // Search needs match on the source, both literally "true".
+            Case { kind: CM, name: "a", source: &[("reloader.stakater.com/match", "true")], metadata: &[("reloader.stakater.com/search", "true")], template: &[], expected: Ok(Search) },
+            Case { kind: CM, name: "a", source: &[("reloader.stakater.com/match", "True")], metadata: &[("reloader.stakater.com/search", "true")], template: &[], expected: Err(NotOptedIn) },
+            Case { kind: CM, name: "a", source: &[], metadata: &[("reloader.stakater.com/search", "true")], template: &[], expected: Err(NotOptedIn) },
+            // Auto parses like Go's ParseBool.
+            Case { kind: CM, name: "a", source: &[], metadata: &[("reloader.stakater.com/auto", "True")], template: &[], expected: Ok(Auto) },
+            Case { kind: CM, name: "a", source: &[], metadata: &[("reloader.stakater.com/auto", "1")], template: &[], expected: Ok(Auto) },
+            Case { kind: CM, name: "a", source: &[], metadata: &[("reloader.stakater.com/auto", "t")], template: &[], expected: Ok(Auto) },
+            Case { kind: CM, name: "a", source: &[], metadata: &[("reloader.stakater.com/auto", "yes")], template: &[], expected: Err(NotOptedIn) },
+            // Typed auto only for its own kind.
+            Case { kind: CM, name: "a", source: &[], metadata: &[("secret.reloader.stakater.com/auto", "true")], template: &[], expected: Err(NotOptedIn) },
+            Case { kind: SECRET, name: "a", source: &[], metadata: &[("secret.reloader.stakater.com/auto", "true")], template: &[], expected: Ok(Auto) },
+            // Pod-template fallback only when metadata has none of the four keys.
+            Case { kind: CM, name: "a", source: &[], metadata: &[("unrelated", "x")], template: &[("reloader.stakater.com/auto", "true")], expected: Ok(Auto) },
+            Case { kind: CM, name: "a", source: &[], metadata: &[("reloader.stakater.com/auto", "false")], template: &[("reloader.stakater.com/auto", "true")], expected: Err(NotOptedIn) },
+            Case { kind: CM, name: "a", source: &[("reloader.stakater.com/match", "true")], metadata: &[], template: &[("reloader.stakater.com/search", "true")], expected: Ok(Search) },
+            // Named beats search and auto (first match wins).
+            Case { kind: CM, name: "a", source: &[("reloader.stakater.com/match", "true")], metadata: &[("configmap.reloader.stakater.com/reload", "a"), ("reloader.stakater.com/search", "true")], template: &[], expected: Ok(Named) },
+        ];
+        let policy = Policy::default();
+        for (i, case) in cases.iter().enumerate() {
+            let got = run(&policy, case, WorkloadKind::Deployment);
+            assert_eq!(
+                got.result, case.expected,
+                "case {i}: {} {:?}",
+                case.name, case.metadata
+            );
+            assert!(got.invalid.is_empty(), "case {i}");
+        }
+    }
+
+    #[test]
+    fn invalid_regex_items_are_skipped_and_reported() {
+        let case = Case {
+            kind: CM,
+            name: "good",
+            source: &[],
+            metadata: &[("configmap.reloader.stakater.com/reload", "bad[, good")],
+            template: &[],
+            expected: Ok(Match::Named),
+        };
+        let got = run(&Policy::default(), &case, WorkloadKind::Deployment);
+        assert_eq!(got.result, Ok(Match::Named));
+        assert_eq!(got.invalid.len(), 1);
+        assert_eq!(got.invalid[0].item, "bad[");
+        assert_eq!(got.invalid[0].key, "configmap.reloader.stakater.com/reload");
+    }
+
+    #[test]
+    fn auto_reload_all_opts_in_unannotated_workloads_only() {
+        let policy = Policy {
+            auto_reload_all: true,
+            ..Policy::default()
+        };
+        let unannotated = Case {
+            kind: CM,
+            name: "a",
+            source: &[],
+            metadata: &[],
+            template: &[],
+            expected: Ok(Match::Auto),
+        };
+        assert_eq!(
+            run(&policy, &unannotated, WorkloadKind::Deployment).result,
+            Ok(Match::Auto)
+        );
+        for value in ["false", "no", "0"] {
+            let metadata: &'static [(&'static str, &'static str)] = match value {
+                "false" => &[("reloader.stakater.com/auto", "false")],
+                "no" => &[("reloader.stakater.com/auto", "no")],
+                _ => &[("configmap.reloader.stakater.com/auto", "0")],
+            };
+            let case = Case {
+                kind: CM,
+                name: "a",
+                source: &[],
+                metadata,
+                template: &[],
+                expected: Err(NoMatch::NotOptedIn),
+            };
+            assert_eq!(
+                run(&policy, &case, WorkloadKind::Deployment).result,
+                Err(NoMatch::NotOptedIn),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn ignored_workload_types() {
+        let policy = Policy {
+            ignore_jobs: true,
+            ..Policy::default()
+        };
+        let case = Case {
+            kind: CM,
+            name: "a",
+            source: &[],
+            metadata: &[("reloader.stakater.com/auto", "true")],
+            template: &[],
+            expected: Ok(Match::Auto),
+        };
+        assert_eq!(
+            run(&policy, &case, WorkloadKind::Job).result,
+            Err(NoMatch::IgnoredWorkloadType)
+        );
+        assert_eq!(
+            run(&policy, &case, WorkloadKind::CronJob).result,
+            Ok(Match::Auto)
+        );
+    }
+
+    #[test]
+    fn custom_keys_replace_the_defaults() {
+        let policy = Policy {
+            keys: AnnotationKeys {
+                configmap_reload: "example.com/reload".into(),
+                ..AnnotationKeys::default()
+            },
+            ..Policy::default()
+        };
+        let custom = Case {
+            kind: CM,
+            name: "a",
+            source: &[],
+            metadata: &[("example.com/reload", "a")],
+            template: &[],
+            expected: Ok(Match::Named),
+        };
+        assert_eq!(
+            run(&policy, &custom, WorkloadKind::Deployment).result,
+            Ok(Match::Named)
+        );
+        let default_key = Case {
+            kind: CM,
+            name: "a",
+            source: &[],
+            metadata: &[("configmap.reloader.stakater.com/reload", "a")],
+            template: &[],
+            expected: Err(NoMatch::NotOptedIn),
+        };
+        assert_eq!(
+            run(&policy, &default_key, WorkloadKind::Deployment).result,
+            Err(NoMatch::NotOptedIn)
+        );
+    }
+
+    #[test]
+    fn go_parse_bool() {
+        for t in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert!(parse_go_bool(t), "{t}");
+        }
+        for f in ["0", "f", "false", "yes", "", "tRuE", " true"] {
+            assert!(!parse_go_bool(f), "{f}");
+        }
+    }
+}
