@@ -6,7 +6,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{ArgAction, Parser};
+
+use crate::model::policy::{AnnotationKeys, Policy};
 
 use crate::error::Error;
 
@@ -37,6 +39,127 @@ pub struct Cli {
     /// Seconds to wait for the Kubernetes API server to answer at startup before giving up.
     #[arg(long, default_value_t = 30, env = "KUBE_RELOADER_API_TIMEOUT_SECONDS")]
     pub api_timeout_seconds: u64,
+
+    /// How a reload is written: "env-vars" (a STAKATER_* env var on one container) or
+    /// "annotations" (reloader.stakater.com/last-reloaded-from on the pod template).
+    #[arg(long, default_value = "env-vars")]
+    pub reload_strategy: String,
+
+    /// Treat every workload as `reloader.stakater.com/auto: "true"` unless it sets an auto key.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub auto_reload_all: bool,
+
+    /// Reload when a referenced ConfigMap or Secret is created (exactly "true" enables).
+    #[arg(long, default_value = "false")]
+    pub reload_on_create: String,
+
+    /// Reload when a referenced ConfigMap or Secret is deleted (exactly "true" enables).
+    #[arg(long, default_value = "false")]
+    pub reload_on_delete: String,
+
+    /// With --reload-on-create, treat sources that exist at startup as just created.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub sync_after_restart: bool,
+
+    /// Do not watch these source types: "configmaps" or "secrets" (not both).
+    #[arg(long, action = ArgAction::Append)]
+    pub resources_to_ignore: Vec<String>,
+
+    /// Never reload these workload types: "jobs" and/or "cronjobs".
+    #[arg(long, action = ArgAction::Append)]
+    pub ignored_workload_types: Vec<String>,
+
+    /// Watch only these namespaces (comma-separated or repeated); wins over KUBERNETES_NAMESPACE.
+    #[arg(long, action = ArgAction::Append)]
+    pub namespaces: Vec<String>,
+
+    /// Ignore changes in these namespaces (global mode only).
+    #[arg(long, action = ArgAction::Append)]
+    pub namespaces_to_ignore: Vec<String>,
+
+    /// Only namespaces whose labels match this selector (global mode only); `k:v` means `k=v`,
+    /// `k:*` means "k exists".
+    #[arg(long, action = ArgAction::Append)]
+    pub namespace_selector: Vec<String>,
+
+    /// Only ConfigMaps and Secrets matching this label selector (applied by the API server).
+    #[arg(long, action = ArgAction::Append)]
+    pub resource_label_selector: Vec<String>,
+
+    /// Reload Argo Rollouts too (exactly "true" enables).
+    #[arg(
+        long = "is-Argo-Rollouts",
+        alias = "is-argo-rollouts",
+        default_value = "false"
+    )]
+    pub is_argo_rollouts: String,
+
+    /// Leader election on a Lease so several replicas can run (needs POD_NAME and POD_NAMESPACE).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub enable_ha: bool,
+
+    /// Annotation key of the named ConfigMap list.
+    #[arg(long, default_value = "configmap.reloader.stakater.com/reload")]
+    pub configmap_annotation: String,
+    /// Annotation key of the named Secret list.
+    #[arg(long, default_value = "secret.reloader.stakater.com/reload")]
+    pub secret_annotation: String,
+    /// Annotation key of generic auto reload.
+    #[arg(long, default_value = "reloader.stakater.com/auto")]
+    pub auto_annotation: String,
+    /// Annotation key, on a ConfigMap or Secret, that opts it out of all reloads.
+    #[arg(long, default_value = "reloader.stakater.com/ignore")]
+    pub ignore_annotation: String,
+    /// Annotation key of ConfigMap-only auto reload.
+    #[arg(long, default_value = "configmap.reloader.stakater.com/auto")]
+    pub configmap_auto_annotation: String,
+    /// Annotation key of Secret-only auto reload.
+    #[arg(long, default_value = "secret.reloader.stakater.com/auto")]
+    pub secret_auto_annotation: String,
+    /// Annotation key, on a workload, of search mode.
+    #[arg(long, default_value = "reloader.stakater.com/search")]
+    pub auto_search_annotation: String,
+    /// Annotation key, on a ConfigMap or Secret, that search mode matches.
+    #[arg(long, default_value = "reloader.stakater.com/match")]
+    pub search_match_annotation: String,
+    /// Annotation key of the Deployment pause period.
+    #[arg(long, default_value = "deployment.reloader.stakater.com/pause-period")]
+    pub pause_deployment_annotation: String,
+    /// Annotation key written while a Deployment is paused by us.
+    #[arg(long, default_value = "deployment.reloader.stakater.com/paused-at")]
+    pub pause_deployment_time_annotation: String,
+}
+
+/// Go `strconv.ParseBool`, as pflag parses boolean flags.
+fn go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        other => Err(format!("{other:?} is not a boolean (use true or false)")),
+    }
+}
+
+/// How a reload is written into the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// `STAKATER_<NAME>_<TYPE>=<digest>` on one container (upstream default).
+    EnvVars,
+    /// `reloader.stakater.com/last-reloaded-from` JSON on the pod template.
+    Annotations,
+}
+
+/// Which namespaces are watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace, minus `ignored`, limited to those matching `selector` when set.
+    Global {
+        /// `--namespaces-to-ignore`.
+        ignored: Vec<String>,
+        /// `--namespace-selector`, converted to Kubernetes selector syntax.
+        selector: Option<String>,
+    },
+    /// Exactly these namespaces (`--namespaces` or `KUBERNETES_NAMESPACE`).
+    Namespaces(Vec<String>),
 }
 
 /// Log output format.
@@ -62,11 +185,40 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// How long the startup API check may take.
     pub api_timeout: Duration,
+    /// Annotation decision settings.
+    pub policy: Policy,
+    /// How reloads are written.
+    pub strategy: Strategy,
+    /// Watched namespaces.
+    pub scope: Scope,
+    /// Whether ConfigMaps are watched (`--resources-to-ignore`).
+    pub watch_configmaps: bool,
+    /// Whether Secrets are watched.
+    pub watch_secrets: bool,
+    /// `--resource-label-selector`, converted.
+    pub resource_selector: Option<String>,
+    /// `--reload-on-create=true`.
+    pub reload_on_create: bool,
+    /// `--reload-on-delete=true`.
+    pub reload_on_delete: bool,
+    /// `--sync-after-restart`.
+    pub sync_after_restart: bool,
+    /// `--is-Argo-Rollouts=true`.
+    pub argo_rollouts: bool,
+    /// `--enable-ha`.
+    pub enable_ha: bool,
 }
 
 impl Cli {
-    /// Checks every value and turns the command line into [`Settings`].
+    /// Checks every value and turns the command line into [`Settings`], reading
+    /// `KUBERNETES_NAMESPACE` from the environment as upstream does.
     pub fn into_settings(self) -> Result<Settings, Error> {
+        let env_namespace = std::env::var("KUBERNETES_NAMESPACE").ok();
+        self.into_settings_with(env_namespace.as_deref())
+    }
+
+    /// [`Cli::into_settings`] with the environment passed in (for tests).
+    pub fn into_settings_with(self, env_namespace: Option<&str>) -> Result<Settings, Error> {
         let mut warnings = Vec::new();
         let log_format = match self.log_format.as_str() {
             "" | "text" => LogFormat::Text,
@@ -101,14 +253,213 @@ impl Cli {
                 reason: "must be at least 1".into(),
             });
         }
+        let strategy = match self.reload_strategy.as_str() {
+            "env-vars" => Strategy::EnvVars,
+            "annotations" => Strategy::Annotations,
+            other => {
+                return Err(Error::InvalidFlag {
+                    flag: "--reload-strategy",
+                    value: other.to_owned(),
+                    reason: "accepted values: env-vars, annotations".into(),
+                });
+            }
+        };
+        let (mut watch_configmaps, mut watch_secrets) = (true, true);
+        for item in split_list(&self.resources_to_ignore) {
+            match item.to_ascii_lowercase().as_str() {
+                "configmaps" => watch_configmaps = false,
+                "secrets" => watch_secrets = false,
+                _ => {
+                    return Err(Error::InvalidFlag {
+                        flag: "--resources-to-ignore",
+                        value: item,
+                        reason: "accepted values: configmaps, secrets".into(),
+                    });
+                }
+            }
+        }
+        if !watch_configmaps && !watch_secrets {
+            return Err(Error::InvalidFlag {
+                flag: "--resources-to-ignore",
+                value: "configmaps,secrets".into(),
+                reason:
+                    "ignoring both leaves nothing to watch; give at most one of configmaps, secrets"
+                        .into(),
+            });
+        }
+        let (mut ignore_jobs, mut ignore_cronjobs) = (false, false);
+        for item in split_list(&self.ignored_workload_types) {
+            match item.as_str() {
+                "jobs" => ignore_jobs = true,
+                "cronjobs" => ignore_cronjobs = true,
+                _ => {
+                    // Upstream logs and drops the whole filter; keep that, but say so loudly.
+                    warnings.push(format!(
+                        "invalid --ignored-workload-types value {item:?} (accepted: jobs, cronjobs); \
+                         the filter is ignored and Jobs and CronJobs are reloaded"
+                    ));
+                    (ignore_jobs, ignore_cronjobs) = (false, false);
+                    break;
+                }
+            }
+        }
+        let namespaces = split_list(&self.namespaces);
+        let ignored = split_list(&self.namespaces_to_ignore);
+        let ns_selector = selector("--namespace-selector", &self.namespace_selector)?;
+        let scope = if !namespaces.is_empty() || env_namespace.is_some_and(|n| !n.is_empty()) {
+            if !ignored.is_empty() || ns_selector.is_some() {
+                warnings.push(
+                    "--namespaces-to-ignore and --namespace-selector only apply when watching all \
+                     namespaces; they are ignored with --namespaces or KUBERNETES_NAMESPACE"
+                        .into(),
+                );
+            }
+            if namespaces.is_empty() {
+                Scope::Namespaces(vec![env_namespace.unwrap_or_default().to_owned()])
+            } else {
+                Scope::Namespaces(namespaces)
+            }
+        } else {
+            Scope::Global {
+                ignored,
+                selector: ns_selector,
+            }
+        };
+        let policy = Policy {
+            keys: AnnotationKeys {
+                configmap_reload: self.configmap_annotation,
+                secret_reload: self.secret_annotation,
+                auto: self.auto_annotation,
+                configmap_auto: self.configmap_auto_annotation,
+                secret_auto: self.secret_auto_annotation,
+                search: self.auto_search_annotation,
+                search_match: self.search_match_annotation,
+                ignore: self.ignore_annotation,
+                pause_period: self.pause_deployment_annotation,
+                paused_at: self.pause_deployment_time_annotation,
+            },
+            auto_reload_all: self.auto_reload_all,
+            ignore_jobs,
+            ignore_cronjobs,
+        };
         Ok(Settings {
             log_format,
             log_level,
             warnings,
             http_addr,
             api_timeout: Duration::from_secs(self.api_timeout_seconds),
+            policy,
+            strategy,
+            scope,
+            watch_configmaps,
+            watch_secrets,
+            resource_selector: selector(
+                "--resource-label-selector",
+                &self.resource_label_selector,
+            )?,
+            reload_on_create: self.reload_on_create == "true",
+            reload_on_delete: self.reload_on_delete == "true",
+            sync_after_restart: self.sync_after_restart,
+            argo_rollouts: self.is_argo_rollouts == "true",
+            enable_ha: self.enable_ha,
         })
     }
+}
+
+/// Splits pflag string-slice values: comma-separated with CSV quoting, repeated flags
+/// accumulate; items are trimmed and empty items dropped.
+fn split_list(values: &[String]) -> Vec<String> {
+    let mut items = Vec::new();
+    for value in values {
+        let mut current = String::new();
+        let mut quoted = false;
+        let mut chars = value.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if quoted && chars.peek() == Some(&'"') => {
+                    current.push('"');
+                    chars.next();
+                }
+                '"' => quoted = !quoted,
+                ',' if !quoted => items.push(std::mem::take(&mut current)),
+                c => current.push(c),
+            }
+        }
+        items.push(current);
+    }
+    items
+        .into_iter()
+        .map(|i| i.trim().to_owned())
+        .filter(|i| !i.is_empty())
+        .collect()
+}
+
+/// Upstream's selector conversion: `k:v` → `k=v`, `k:*` or `k=*` → `k` (exists); entries are
+/// joined with `,`. The result is validated so a typo fails at startup, naming the flag.
+fn selector(flag: &'static str, values: &[String]) -> Result<Option<String>, Error> {
+    let items = split_list(values);
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = Vec::new();
+    for item in items {
+        let converted =
+            if let Some(key) = item.strip_suffix(":*").or_else(|| item.strip_suffix("=*")) {
+                key.to_owned()
+            } else if !item.contains('=') && !item.contains(' ') {
+                item.replacen(':', "=", 1)
+            } else {
+                item.clone()
+            };
+        if !valid_selector_term(&converted) {
+            return Err(Error::InvalidFlag {
+                flag,
+                value: item,
+                reason:
+                    "expected label selector terms such as env=prod, env!=dev, env:prod, env:* or \
+                         tier in (a,b)"
+                        .into(),
+            });
+        }
+        parts.push(converted);
+    }
+    Ok(Some(parts.join(",")))
+}
+
+/// A light syntax check of one selector term (`k`, `!k`, `k=v`, `k==v`, `k!=v`,
+/// `k in (..)`, `k notin (..)`); the API server does the full validation.
+fn valid_selector_term(term: &str) -> bool {
+    fn key_ok(key: &str) -> bool {
+        let key = key.trim();
+        !key.is_empty()
+            && key.len() <= 253
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    }
+    fn value_ok(value: &str) -> bool {
+        let value = value.trim();
+        value.len() <= 63
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }
+    let term = term.trim();
+    for op in [" notin ", " in "] {
+        if let Some((key, set)) = term.split_once(op) {
+            let set = set.trim();
+            return key_ok(key)
+                && set.starts_with('(')
+                && set.ends_with(')')
+                && set[1..set.len() - 1].split(',').all(value_ok);
+        }
+    }
+    for op in ["!=", "==", "="] {
+        if let Some((key, value)) = term.split_once(op) {
+            return key_ok(key) && value_ok(value);
+        }
+    }
+    key_ok(term.strip_prefix('!').unwrap_or(term))
 }
 
 /// Maps logrus level names (upstream's) onto tracing levels.
@@ -153,11 +504,26 @@ mod tests {
 
     #[test]
     fn defaults_match_upstream() {
-        let settings = cli(&[]).unwrap().into_settings().unwrap();
+        let settings = cli(&[]).unwrap().into_settings_with(None).unwrap();
         assert_eq!(settings.log_format, LogFormat::Text);
         assert_eq!(settings.log_level, tracing::Level::INFO);
         assert_eq!(settings.http_addr, "0.0.0.0:9090".parse().unwrap());
         assert!(settings.warnings.is_empty());
+        assert_eq!(settings.strategy, Strategy::EnvVars);
+        assert_eq!(
+            settings.scope,
+            Scope::Global {
+                ignored: vec![],
+                selector: None
+            }
+        );
+        assert!(settings.watch_configmaps && settings.watch_secrets);
+        assert!(
+            !settings.reload_on_create
+                && !settings.reload_on_delete
+                && !settings.policy.auto_reload_all
+        );
+        assert_eq!(settings.policy.keys, AnnotationKeys::default());
     }
 
     #[test]
@@ -231,6 +597,197 @@ mod tests {
     fn unknown_flag_is_rejected() {
         let err = cli(&["--no-such-flag"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
+
+    #[test]
+    fn strategy_values() {
+        let annotations = cli(&["--reload-strategy", "annotations"])
+            .unwrap()
+            .into_settings_with(None)
+            .unwrap();
+        assert_eq!(annotations.strategy, Strategy::Annotations);
+        let err = cli(&["--reload-strategy=rolling"])
+            .unwrap()
+            .into_settings_with(None)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--reload-strategy") && msg.contains("env-vars, annotations"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn go_style_bool_flags() {
+        let s = cli(&[
+            "--auto-reload-all",
+            "--enable-ha=true",
+            "--sync-after-restart=False",
+        ])
+        .unwrap()
+        .into_settings_with(None)
+        .unwrap();
+        assert!(s.policy.auto_reload_all && s.enable_ha && !s.sync_after_restart);
+        assert!(cli(&["--auto-reload-all=maybe"]).is_err());
+        // pflag bool flags never consume the next argument.
+        assert!(cli(&["--auto-reload-all", "true"]).is_err());
+    }
+
+    #[test]
+    fn string_booleans_need_exactly_true() {
+        let s = cli(&[
+            "--reload-on-create=True",
+            "--reload-on-delete=true",
+            "--is-argo-rollouts=true",
+        ])
+        .unwrap()
+        .into_settings_with(None)
+        .unwrap();
+        assert!(
+            !s.reload_on_create,
+            "upstream compares with the literal \"true\""
+        );
+        assert!(s.reload_on_delete && s.argo_rollouts);
+        let s = cli(&["--is-Argo-Rollouts=true"])
+            .unwrap()
+            .into_settings_with(None)
+            .unwrap();
+        assert!(s.argo_rollouts);
+    }
+
+    #[test]
+    fn resources_to_ignore() {
+        let s = cli(&["--resources-to-ignore=Secrets"])
+            .unwrap()
+            .into_settings_with(None)
+            .unwrap();
+        assert!(s.watch_configmaps && !s.watch_secrets);
+        let both = cli(&["--resources-to-ignore=configmaps,secrets"])
+            .unwrap()
+            .into_settings_with(None);
+        assert!(
+            both.unwrap_err()
+                .to_string()
+                .contains("--resources-to-ignore")
+        );
+        let bad = cli(&["--resources-to-ignore=pods"])
+            .unwrap()
+            .into_settings_with(None);
+        assert!(bad.unwrap_err().to_string().contains("pods"));
+    }
+
+    #[test]
+    fn ignored_workload_types_are_validated() {
+        let s = cli(&[
+            "--ignored-workload-types=jobs",
+            "--ignored-workload-types",
+            "cronjobs",
+        ])
+        .unwrap()
+        .into_settings_with(None)
+        .unwrap();
+        assert!(s.policy.ignore_jobs && s.policy.ignore_cronjobs);
+        let bad = cli(&["--ignored-workload-types=cronjobs,Jobs"])
+            .unwrap()
+            .into_settings_with(None)
+            .unwrap();
+        assert!(
+            !bad.policy.ignore_jobs && !bad.policy.ignore_cronjobs,
+            "upstream drops the filter"
+        );
+        assert!(
+            bad.warnings
+                .iter()
+                .any(|w| w.contains("--ignored-workload-types"))
+        );
+    }
+
+    #[test]
+    fn scope_resolution() {
+        let global = cli(&["--namespaces-to-ignore=kube-system, x"])
+            .unwrap()
+            .into_settings_with(None)
+            .unwrap();
+        assert_eq!(
+            global.scope,
+            Scope::Global {
+                ignored: vec!["kube-system".into(), "x".into()],
+                selector: None
+            }
+        );
+        let env = cli(&[]).unwrap().into_settings_with(Some("team")).unwrap();
+        assert_eq!(env.scope, Scope::Namespaces(vec!["team".into()]));
+        let flags = cli(&["--namespaces=a,b", "--namespaces-to-ignore=c"])
+            .unwrap()
+            .into_settings_with(Some("team"))
+            .unwrap();
+        assert_eq!(flags.scope, Scope::Namespaces(vec!["a".into(), "b".into()]));
+        assert!(
+            flags
+                .warnings
+                .iter()
+                .any(|w| w.contains("--namespaces-to-ignore"))
+        );
+    }
+
+    #[test]
+    fn selectors_convert_like_upstream() {
+        let s = cli(&[
+            "--namespace-selector=env:prod,team:*",
+            "--resource-label-selector=\"reload=true\"",
+        ])
+        .unwrap()
+        .into_settings_with(None)
+        .unwrap();
+        assert_eq!(
+            s.scope,
+            Scope::Global {
+                ignored: vec![],
+                selector: Some("env=prod,team".into())
+            }
+        );
+        assert_eq!(s.resource_selector.as_deref(), Some("reload=true"));
+        let exists = cli(&["--namespace-selector=team=*"])
+            .unwrap()
+            .into_settings_with(None)
+            .unwrap();
+        assert_eq!(
+            exists.scope,
+            Scope::Global {
+                ignored: vec![],
+                selector: Some("team".into())
+            }
+        );
+        let bad = cli(&["--namespace-selector=env=a b"])
+            .unwrap()
+            .into_settings_with(None);
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("--namespace-selector")
+        );
+    }
+
+    #[test]
+    fn list_splitting() {
+        assert_eq!(
+            split_list(&["a, b".into(), "c".into(), " ".into()]),
+            vec!["a", "b", "c"]
+        );
+        assert_eq!(split_list(&["\"x,y\",z".into()]), vec!["x,y", "z"]);
+    }
+
+    #[test]
+    fn custom_annotation_keys() {
+        let s = cli(&["--configmap-annotation", "example.com/cm"])
+            .unwrap()
+            .into_settings_with(None)
+            .unwrap();
+        assert_eq!(s.policy.keys.configmap_reload, "example.com/cm");
+        assert_eq!(
+            s.policy.keys.secret_reload,
+            "secret.reloader.stakater.com/reload"
+        );
     }
 
     #[test]

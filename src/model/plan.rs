@@ -1,0 +1,516 @@
+//! The level-triggered planner: from the digests a workload's sources have now and the markers
+//! the workload carries, decide whether to write nothing, record a baseline, or reload.
+//!
+//! Markers, in order of trust: our ledger annotation on the workload's metadata (one digest per
+//! tracked source, written with every reload and at first sight), then upstream's markers (a
+//! `STAKATER_*` env var, or `last-reloaded-from`), so a workload coming from stakater/Reloader
+//! is recognised as current and not restarted.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Container;
+use serde::Deserialize;
+
+use crate::config::Strategy;
+use crate::model::digest::{self, Digest, SourceKind, env_var_name};
+
+/// Workload metadata annotation holding the digest of every tracked source, as JSON
+/// `{"configmap/<name>": "<sha1>", "secret/<name>": "<sha1>"}`. Writing it does not roll pods.
+pub const LEDGER_ANNOTATION: &str = "kube-reloader.io/digests";
+
+/// A source the workload tracks, with its digest now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracked {
+    /// ConfigMap, Secret, SecretProviderClass.
+    pub kind: SourceKind,
+    /// Source name.
+    pub name: String,
+    /// Its digest now.
+    pub digest: Digest,
+    /// Index of the container that carries its env var.
+    pub container: usize,
+    /// Whether the source appeared while we were running (for `--reload-on-create`).
+    pub created_while_running: bool,
+}
+
+/// A tracked source that was deleted (only considered with `--reload-on-delete`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// Source kind.
+    pub kind: SourceKind,
+    /// Source name.
+    pub name: String,
+    /// Index of the container that would carry its env var.
+    pub container: usize,
+}
+
+/// Why a source causes a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Its data changed since the workload last saw it.
+    Changed,
+    /// It was created while we ran, and `--reload-on-create` is on.
+    Created,
+    /// It was deleted, and `--reload-on-delete` is on.
+    Deleted,
+}
+
+/// One source's part in a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Source kind.
+    pub kind: SourceKind,
+    /// Source name.
+    pub name: String,
+    /// The digest to record (the delete marker for deletions).
+    pub digest: Digest,
+    /// Container index for the env var / containerRefs.
+    pub container: usize,
+    /// Why.
+    pub cause: Cause,
+}
+
+/// What to do with one workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Markers already match: write nothing.
+    UpToDate,
+    /// Record the ledger without touching the pod template (first sight, or tracked set
+    /// changed without a data change): no rollout.
+    Baseline {
+        /// The new ledger annotation value.
+        ledger: String,
+    },
+    /// Write the markers of `changes` into the pod template (one rollout) and the ledger.
+    Reload {
+        /// The new ledger annotation value.
+        ledger: String,
+        /// The sources that cause it, sorted by kind and name.
+        changes: Vec<Change>,
+    },
+}
+
+/// What the workload carries now.
+#[derive(Debug, Clone, Copy)]
+pub struct Markers<'a> {
+    /// Value of [`LEDGER_ANNOTATION`] on metadata, if any.
+    pub ledger: Option<&'a str>,
+    /// The pod template's containers (for `STAKATER_*` env vars).
+    pub containers: &'a [Container],
+    /// Value of `last-reloaded-from` on the pod template, if any.
+    pub last_reloaded_from: Option<&'a str>,
+}
+
+/// Flags that change the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// How reloads are written.
+    pub strategy: Strategy,
+    /// `--reload-on-create=true`.
+    pub reload_on_create: bool,
+    /// `--reload-on-delete=true`.
+    pub reload_on_delete: bool,
+}
+
+/// Ledger key of a source, e.g. `configmap/app-config`.
+pub fn ledger_key(kind: SourceKind, name: &str) -> String {
+    format!("{}/{name}", kind.key_prefix())
+}
+
+#[derive(Deserialize)]
+struct LastReloadedFrom {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    hash: String,
+}
+
+/// Decides what to write for one workload. Pure: same inputs, same answer.
+pub fn plan(
+    tracked: &[Tracked],
+    deleted: &[Deleted],
+    markers: Markers<'_>,
+    options: PlanOptions,
+) -> Decision {
+    let old_ledger: BTreeMap<String, String> = markers
+        .ledger
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    let last = markers
+        .last_reloaded_from
+        .and_then(|text| serde_json::from_str::<LastReloadedFrom>(text).ok());
+    let env_value = |kind: SourceKind, name: &str| -> Option<&str> {
+        let var = env_var_name(name, kind);
+        markers
+            .containers
+            .iter()
+            .flat_map(|c| c.env.iter().flatten())
+            .find(|e| e.name == var)
+            .and_then(|e| e.value.as_deref())
+    };
+
+    let mut ledger = BTreeMap::new();
+    let mut changes = Vec::new();
+    for source in tracked {
+        let key = ledger_key(source.kind, &source.name);
+        let previous = old_ledger
+            .get(&key)
+            .map(String::as_str)
+            .or_else(|| env_value(source.kind, &source.name))
+            .or_else(|| {
+                last.as_ref()
+                    .filter(|l| l.kind == source.kind.upstream_type() && l.name == source.name)
+                    .map(|l| l.hash.as_str())
+            });
+        let cause = match previous {
+            None if source.created_while_running && options.reload_on_create => {
+                Some(Cause::Created)
+            }
+            None => None,
+            Some(previous) if previous == source.digest.as_str() => None,
+            Some(_) => Some(Cause::Changed),
+        };
+        if let Some(cause) = cause {
+            changes.push(Change {
+                kind: source.kind,
+                name: source.name.clone(),
+                digest: source.digest.clone(),
+                container: source.container,
+                cause,
+            });
+        }
+        ledger.insert(key, source.digest.to_string());
+    }
+    if options.reload_on_delete {
+        let marker = digest::delete_marker();
+        for gone in deleted {
+            let key = ledger_key(gone.kind, &gone.name);
+            let known = old_ledger.get(&key).map(String::as_str);
+            let reload = match options.strategy {
+                // Upstream removes the env var; nothing to do when it is not there.
+                Strategy::EnvVars => env_value(gone.kind, &gone.name).is_some(),
+                Strategy::Annotations => known.is_some_and(|k| k != marker.as_str()),
+            };
+            if reload {
+                changes.push(Change {
+                    kind: gone.kind,
+                    name: gone.name.clone(),
+                    digest: marker.clone(),
+                    container: gone.container,
+                    cause: Cause::Deleted,
+                });
+            }
+            if options.strategy == Strategy::Annotations && known.is_some() {
+                ledger.insert(key, marker.to_string());
+            }
+        }
+    }
+    changes.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    let ledger_text = if ledger.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&ledger).unwrap_or_default()
+    };
+    if !changes.is_empty() {
+        return Decision::Reload {
+            ledger: ledger_text,
+            changes,
+        };
+    }
+    if ledger == old_ledger && (markers.ledger.is_some() || ledger.is_empty()) {
+        Decision::UpToDate
+    } else {
+        Decision::Baseline {
+            ledger: ledger_text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::EnvVar;
+
+    const A: &str = "f83e99e324ba68ccc373a58ef1eb42f8ab88646a";
+    const B: &str = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
+
+    fn tracked(kind: SourceKind, name: &str, digest: &str) -> Tracked {
+        Tracked {
+            kind,
+            name: name.into(),
+            digest: Digest::parse(digest).unwrap(),
+            container: 0,
+            created_while_running: false,
+        }
+    }
+
+    fn env_options() -> PlanOptions {
+        PlanOptions {
+            strategy: Strategy::EnvVars,
+            reload_on_create: false,
+            reload_on_delete: false,
+        }
+    }
+
+    fn container(env: &[(&str, &str)]) -> Container {
+        Container {
+            name: "app".into(),
+            env: Some(
+                env.iter()
+                    .map(|(n, v)| EnvVar {
+                        name: n.to_string(),
+                        value: Some(v.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn markers<'a>(ledger: Option<&'a str>, containers: &'a [Container]) -> Markers<'a> {
+        Markers {
+            ledger,
+            containers,
+            last_reloaded_from: None,
+        }
+    }
+
+    #[test]
+    fn first_sight_records_a_baseline_without_rollout() {
+        let decision = plan(
+            &[tracked(SourceKind::ConfigMap, "cfg", A)],
+            &[],
+            markers(None, &[]),
+            env_options(),
+        );
+        assert_eq!(
+            decision,
+            Decision::Baseline {
+                ledger: format!("{{\"configmap/cfg\":\"{A}\"}}")
+            }
+        );
+    }
+
+    #[test]
+    fn unchanged_ledger_means_no_write() {
+        let ledger = format!("{{\"configmap/cfg\":\"{A}\"}}");
+        let decision = plan(
+            &[tracked(SourceKind::ConfigMap, "cfg", A)],
+            &[],
+            markers(Some(&ledger), &[]),
+            env_options(),
+        );
+        assert_eq!(decision, Decision::UpToDate);
+    }
+
+    #[test]
+    fn changed_digest_reloads_and_updates_the_ledger() {
+        let ledger = format!("{{\"configmap/cfg\":\"{A}\",\"secret/db\":\"{A}\"}}");
+        let decision = plan(
+            &[
+                tracked(SourceKind::ConfigMap, "cfg", B),
+                tracked(SourceKind::Secret, "db", A),
+            ],
+            &[],
+            markers(Some(&ledger), &[]),
+            env_options(),
+        );
+        let Decision::Reload { ledger, changes } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(
+            ledger,
+            format!("{{\"configmap/cfg\":\"{B}\",\"secret/db\":\"{A}\"}}")
+        );
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            (changes[0].name.as_str(), changes[0].cause),
+            ("cfg", Cause::Changed)
+        );
+    }
+
+    #[test]
+    fn two_sources_changed_together_give_one_reload() {
+        let ledger = format!("{{\"configmap/cfg\":\"{A}\",\"secret/db\":\"{A}\"}}");
+        let decision = plan(
+            &[
+                tracked(SourceKind::Secret, "db", B),
+                tracked(SourceKind::ConfigMap, "cfg", B),
+            ],
+            &[],
+            markers(Some(&ledger), &[]),
+            env_options(),
+        );
+        let Decision::Reload { changes, .. } = decision else {
+            panic!("{decision:?}")
+        };
+        let names: Vec<_> = changes.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["cfg", "db"], "sorted by kind then name");
+    }
+
+    #[test]
+    fn upstream_env_var_with_current_digest_is_not_restarted() {
+        let containers = [container(&[("STAKATER_CFG_CONFIGMAP", A)])];
+        let decision = plan(
+            &[tracked(SourceKind::ConfigMap, "cfg", A)],
+            &[],
+            markers(None, &containers),
+            env_options(),
+        );
+        assert!(
+            matches!(decision, Decision::Baseline { .. }),
+            "{decision:?}"
+        );
+        let stale = [container(&[("STAKATER_CFG_CONFIGMAP", B)])];
+        let decision = plan(
+            &[tracked(SourceKind::ConfigMap, "cfg", A)],
+            &[],
+            markers(None, &stale),
+            env_options(),
+        );
+        assert!(matches!(decision, Decision::Reload { .. }), "{decision:?}");
+    }
+
+    #[test]
+    fn upstream_last_reloaded_from_counts_as_a_marker() {
+        let annotation = format!(
+            "{{\"type\":\"SECRET\",\"name\":\"db\",\"namespace\":\"ns\",\"hash\":\"{A}\",\"containerRefs\":[\"app\"],\"observedAt\":1}}"
+        );
+        let m = Markers {
+            ledger: None,
+            containers: &[],
+            last_reloaded_from: Some(&annotation),
+        };
+        let decision = plan(
+            &[tracked(SourceKind::Secret, "db", A)],
+            &[],
+            m,
+            env_options(),
+        );
+        assert!(
+            matches!(decision, Decision::Baseline { .. }),
+            "{decision:?}"
+        );
+        let decision = plan(
+            &[tracked(SourceKind::ConfigMap, "db", B)],
+            &[],
+            m,
+            env_options(),
+        );
+        assert!(
+            matches!(decision, Decision::Baseline { .. }),
+            "type must match too: {decision:?}"
+        );
+    }
+
+    #[test]
+    fn reload_on_create_only_for_sources_born_while_running() {
+        let mut born = tracked(SourceKind::ConfigMap, "cfg", A);
+        born.created_while_running = true;
+        let on = PlanOptions {
+            reload_on_create: true,
+            ..env_options()
+        };
+        assert!(matches!(
+            plan(&[born.clone()], &[], markers(None, &[]), on),
+            Decision::Reload { .. }
+        ));
+        assert!(matches!(
+            plan(&[born], &[], markers(None, &[]), env_options()),
+            Decision::Baseline { .. }
+        ));
+        let old = tracked(SourceKind::ConfigMap, "cfg", A);
+        assert!(matches!(
+            plan(&[old], &[], markers(None, &[]), on),
+            Decision::Baseline { .. }
+        ));
+    }
+
+    #[test]
+    fn reload_on_delete_removes_env_var_or_writes_the_delete_marker() {
+        let gone = Deleted {
+            kind: SourceKind::ConfigMap,
+            name: "cfg".into(),
+            container: 0,
+        };
+        let with_env = [container(&[("STAKATER_CFG_CONFIGMAP", A)])];
+        let ledger = format!("{{\"configmap/cfg\":\"{A}\"}}");
+        let env_on = PlanOptions {
+            reload_on_delete: true,
+            ..env_options()
+        };
+        let Decision::Reload {
+            ledger: new_ledger,
+            changes,
+        } = plan(
+            &[],
+            std::slice::from_ref(&gone),
+            markers(Some(&ledger), &with_env),
+            env_on,
+        )
+        else {
+            panic!()
+        };
+        assert_eq!(changes[0].cause, Cause::Deleted);
+        assert_eq!(new_ledger, "", "env-vars: the entry goes with the env var");
+        // No env var: nothing to remove, so no rollout; the stale ledger entry is dropped.
+        assert_eq!(
+            plan(
+                &[],
+                std::slice::from_ref(&gone),
+                markers(Some(&ledger), &[]),
+                env_on
+            ),
+            Decision::Baseline {
+                ledger: String::new()
+            }
+        );
+        let ann_on = PlanOptions {
+            strategy: Strategy::Annotations,
+            reload_on_create: false,
+            reload_on_delete: true,
+        };
+        let Decision::Reload {
+            ledger: new_ledger,
+            changes,
+        } = plan(
+            &[],
+            std::slice::from_ref(&gone),
+            markers(Some(&ledger), &[]),
+            ann_on,
+        )
+        else {
+            panic!()
+        };
+        assert_eq!(changes[0].digest, digest::delete_marker());
+        assert!(new_ledger.contains("aae45badef99284e4dae01d6046154ea9d99532f"));
+        // Once the marker is recorded, a second pass writes nothing.
+        assert_eq!(
+            plan(&[], &[gone], markers(Some(&new_ledger), &[]), ann_on),
+            Decision::UpToDate
+        );
+    }
+
+    #[test]
+    fn nothing_tracked_and_no_ledger_is_up_to_date() {
+        assert_eq!(
+            plan(&[], &[], markers(None, &[]), env_options()),
+            Decision::UpToDate
+        );
+    }
+
+    #[test]
+    fn corrupt_ledger_is_rewritten() {
+        let decision = plan(
+            &[tracked(SourceKind::ConfigMap, "cfg", A)],
+            &[],
+            markers(Some("{not json"), &[]),
+            env_options(),
+        );
+        assert!(
+            matches!(decision, Decision::Baseline { .. }),
+            "{decision:?}"
+        );
+    }
+}
