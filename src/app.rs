@@ -11,6 +11,7 @@ use crate::ops::health::Health;
 use crate::ops::http::{self, HttpState};
 use crate::ops::metrics::Metrics;
 use crate::ops::signals::ShutdownSignals;
+use crate::reconcile::engine::Engine;
 
 /// Runs kube-reloader until SIGTERM or SIGINT.
 ///
@@ -30,33 +31,33 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let state = HttpState {
         health: health.clone(),
-        metrics,
+        metrics: metrics.clone(),
     };
     let server = tokio::spawn(http::serve(listener, state, async move {
         // The sender lives until run() returns; a closed channel also means stop.
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
 
-    let startup = async {
-        let client = connect(settings.api_timeout).await?;
-        drop(client);
-        Ok::<(), Error>(())
+    let connected = tokio::select! {
+        result = connect(settings.api_timeout) => Some(result),
+        _ = signals.recv() => None,
     };
-    let outcome = tokio::select! {
-        result = startup => result.map(|()| None),
-        signal = signals.recv() => Ok(Some(signal)),
-    };
-    let signal = match outcome {
-        Ok(Some(signal)) => signal,
-        Ok(None) => {
-            health.set_ready();
-            tracing::info!("kube-reloader is ready");
-            signals.recv().await
-        }
-        Err(e) => {
+    let signal = match connected {
+        // A signal arrived before the API answered: stop without starting anything.
+        None => "signal",
+        Some(Err(e)) => {
             let _ = stop_tx.send(true);
             let _ = server.await;
             return Err(e);
+        }
+        Some(Ok(client)) => {
+            // Ready only once every watcher has listed its objects (the engine sets it).
+            health.set_not_ready("syncing caches");
+            let engine = Engine::new(client, &settings, metrics.clone(), health.clone());
+            let engine_task = tokio::spawn(engine.run());
+            let signal = signals.recv().await;
+            engine_task.abort();
+            signal
         }
     };
 

@@ -9,6 +9,8 @@ pub mod config;
 pub mod error;
 pub mod model;
 pub mod ops;
+pub mod reconcile;
+pub mod watch;
 
 pub use app::run;
 pub use config::{Cli, Settings};

@@ -13,12 +13,21 @@ pub struct SuccessLabel {
     pub success: &'static str,
 }
 
+/// Label set of `reloader_skipped_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why the change was skipped.
+    pub reason: &'static str,
+}
+
 /// All metrics the controller exposes on `/metrics`.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     /// One increment per workload write attempt, labelled by outcome (upstream name).
     pub reload_executed: Family<SuccessLabel, Counter>,
+    /// Source changes that caused no reload, by reason (upstream name).
+    pub skipped: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -45,10 +54,30 @@ impl Metrics {
         );
         let _ = reload_executed.get_or_create(&SuccessLabel { success: "true" });
         let _ = reload_executed.get_or_create(&SuccessLabel { success: "false" });
+        let skipped = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "reloader_skipped",
+            "Number of skipped reloads",
+            skipped.clone(),
+        );
         Self {
             registry,
             reload_executed,
+            skipped,
         }
+    }
+
+    /// Counts one reload write attempt.
+    pub fn reload_executed(&self, success: bool) {
+        let success = if success { "true" } else { "false" };
+        self.reload_executed
+            .get_or_create(&SuccessLabel { success })
+            .inc();
+    }
+
+    /// Counts one skipped change (`no_data_change`, ...).
+    pub fn skipped(&self, reason: &'static str) {
+        self.skipped.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Renders the registry in the OpenMetrics text format.

@@ -7,9 +7,10 @@ use std::time::Duration;
 use kube_reloader_testenv::Tier;
 use kube_reloader_testenv::process::{Process, free_port};
 
+use crate::controller::{controller_rules, identity_with_rules};
 use crate::support::{cluster, eventually};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_kube-reloader");
+use crate::controller::BINARY;
 
 /// Runs the binary to completion with a bounded wait (these runs must exit by themselves).
 async fn run(args: &[&str], kubeconfig: &str) -> Output {
@@ -33,13 +34,13 @@ async fn get(url: &str) -> Result<(u16, String), String> {
     Ok((status, body))
 }
 
-/// Runs as a service account with no RBAC grants at all (reading /version needs none), serves
-/// /ready, /live and /metrics, and exits 0 on SIGTERM.
+/// Runs as a service account with the controller's RBAC, turns ready once its caches synced,
+/// serves /live and /metrics, and exits 0 on SIGTERM.
 #[tokio::test]
 async fn serves_ready_live_and_metrics_then_stops_cleanly_on_sigterm() {
     let cluster = cluster(Tier::A).await;
     let ns = cluster.create_namespace("binary").await.unwrap();
-    let identity = cluster.service_account(&ns, "kube-reloader").await.unwrap();
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
     let port = free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let log = cluster

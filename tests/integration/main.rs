@@ -6,6 +6,8 @@
 //! missing the tests fail and say how to build them.
 
 mod binary;
+mod controller;
 mod rbac;
+mod reload;
 mod smoke;
 mod support;

@@ -1,0 +1,630 @@
+//! Wiring: watchers → caches → queue → plan → one PATCH → Event, metric, log line.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
+
+use crate::config::{Scope, Settings};
+use crate::model::digest::{self, SourceKind};
+use crate::model::patch;
+use crate::model::plan::{
+    self, Cause, Decision, Deleted, LEDGER_ANNOTATION, Markers, PlanOptions, Tracked,
+};
+use crate::model::policy::{
+    LAST_RELOADED_FROM, Policy, SourceRef, WorkloadAnnotations, WorkloadKind,
+};
+use crate::model::refs;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+use crate::reconcile::queue::WorkQueue;
+use crate::watch::NamespaceFilter;
+use crate::watch::sources::{self, SourceCache, SourceEntry};
+use crate::watch::workloads::{self, WorkloadCache, WorkloadKey, WorkloadResource, WorkloadView};
+
+/// Field manager of every write, as upstream's, so managed-fields show who wrote the markers.
+pub const FIELD_MANAGER: &str = "Reloader";
+const WORKERS: usize = 4;
+
+/// Everything the watchers and workers share.
+pub struct Engine {
+    client: Client,
+    policy: Policy,
+    options: PlanOptions,
+    filter: NamespaceFilter,
+    resource_selector: Option<String>,
+    watch_configmaps: bool,
+    watch_secrets: bool,
+    sync_after_restart: bool,
+    sources: SourceCache,
+    workloads: WorkloadCache,
+    queue: Arc<WorkQueue>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    recorders: HashMap<SourceKind, Recorder>,
+    general_recorder: Recorder,
+    /// Invalid-annotation warnings already reported, so each is published once per process.
+    reported: Mutex<HashSet<(WorkloadKey, String)>>,
+    synced: watch::Sender<usize>,
+}
+
+impl Engine {
+    /// Builds the engine from validated settings.
+    pub fn new(
+        client: Client,
+        settings: &Settings,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Arc<Self> {
+        let instance = std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok());
+        let recorder = |controller: &str| {
+            Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: controller.into(),
+                    instance: instance.clone(),
+                },
+            )
+        };
+        let recorders = HashMap::from([
+            (SourceKind::ConfigMap, recorder("reloader-configmaps")),
+            (SourceKind::Secret, recorder("reloader-secrets")),
+        ]);
+        Arc::new(Self {
+            general_recorder: recorder("kube-reloader"),
+            recorders,
+            client,
+            policy: settings.policy.clone(),
+            options: PlanOptions {
+                strategy: settings.strategy,
+                reload_on_create: settings.reload_on_create,
+                reload_on_delete: settings.reload_on_delete,
+            },
+            filter: NamespaceFilter::new(settings.scope.clone()),
+            resource_selector: settings.resource_selector.clone(),
+            watch_configmaps: settings.watch_configmaps,
+            watch_secrets: settings.watch_secrets,
+            sync_after_restart: settings.sync_after_restart && settings.reload_on_create,
+            sources: SourceCache::default(),
+            workloads: WorkloadCache::default(),
+            queue: Arc::new(WorkQueue::default()),
+            metrics,
+            health,
+            reported: Mutex::new(HashSet::new()),
+            synced: watch::channel(0).0,
+        })
+    }
+
+    /// Starts every watcher, waits for all to sync, then runs the workers until the process
+    /// stops. Never returns under normal operation.
+    pub async fn run(self: Arc<Self>) {
+        let namespaces: Vec<Option<String>> = match self.filter.scope() {
+            Scope::Global { .. } => vec![None],
+            Scope::Namespaces(list) => list.iter().cloned().map(Some).collect(),
+        };
+        let mut watchers = 0;
+        for ns in &namespaces {
+            if self.watch_configmaps {
+                tokio::spawn(self.clone().watch_sources::<ConfigMap>(
+                    ns.clone(),
+                    SourceKind::ConfigMap,
+                    digest::configmap,
+                ));
+                watchers += 1;
+            }
+            if self.watch_secrets {
+                tokio::spawn(self.clone().watch_sources::<Secret>(
+                    ns.clone(),
+                    SourceKind::Secret,
+                    digest::secret,
+                ));
+                watchers += 1;
+            }
+            tokio::spawn(self.clone().watch_workloads::<Deployment>(ns.clone()));
+            tokio::spawn(self.clone().watch_workloads::<StatefulSet>(ns.clone()));
+            tokio::spawn(self.clone().watch_workloads::<DaemonSet>(ns.clone()));
+            watchers += 3;
+        }
+        if let Scope::Global {
+            selector: Some(selector),
+            ..
+        } = self.filter.scope()
+        {
+            tokio::spawn(self.clone().watch_namespaces(selector.clone()));
+            watchers += 1;
+        }
+        let mut synced = self.synced.subscribe();
+        let _ = synced.wait_for(|n| *n >= watchers).await;
+        tracing::info!(
+            sources = self.sources.len(),
+            workloads = self.workloads.keys().len(),
+            "caches synced; reconciling"
+        );
+        for key in self.workloads.keys() {
+            self.queue.add(key);
+        }
+        self.health.set_ready();
+        let mut workers = Vec::new();
+        for _ in 0..WORKERS {
+            workers.push(tokio::spawn(self.clone().work()));
+        }
+        for worker in workers {
+            let _ = worker.await;
+        }
+    }
+
+    fn mark_synced(&self) {
+        self.synced.send_modify(|n| *n += 1);
+    }
+
+    fn is_synced(&self) -> bool {
+        // Watchers report once each; past the first sync this only grows.
+        *self.synced.borrow() > 0
+    }
+
+    fn enqueue_namespace(&self, namespace: &str) {
+        for key in self.workloads.keys_in(namespace) {
+            self.queue.add(key);
+        }
+    }
+
+    async fn watch_sources<K>(
+        self: Arc<Self>,
+        namespace: Option<String>,
+        kind: SourceKind,
+        hash: fn(&K) -> digest::Digest,
+    ) where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let api: Api<K> = match &namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let mut config = watcher::Config::default();
+        if let Some(selector) = &self.resource_selector {
+            config = config.labels(selector);
+        }
+        let keys = [
+            self.policy.keys.ignore.clone(),
+            self.policy.keys.search_match.clone(),
+        ];
+        let entry = |object: &K, created: bool| SourceEntry {
+            digest: Some(hash(object)),
+            annotations: object
+                .annotations()
+                .iter()
+                .filter(|(k, _)| keys.contains(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            created_while_running: created,
+        };
+        let mut stream = watcher(api, config).default_backoff().boxed();
+        let mut fresh: HashMap<(String, String), SourceEntry> = HashMap::new();
+        let mut first = true;
+        let keep_tombstones = self.options.reload_on_delete;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => fresh.clear(),
+                Ok(watcher::Event::InitApply(object)) => {
+                    let (Some(ns), name) = (object.namespace(), object.name_any()) else {
+                        continue;
+                    };
+                    // After the first sync, objects new in a relist were created during the gap.
+                    let created = if first { self.sync_after_restart } else { true };
+                    fresh.insert((ns, name), entry(&object, created));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let changed = self.sources.replace(
+                        kind,
+                        namespace.as_deref(),
+                        std::mem::take(&mut fresh),
+                        keep_tombstones,
+                    );
+                    if first {
+                        first = false;
+                        self.mark_synced();
+                    } else {
+                        for ns in changed {
+                            self.enqueue_namespace(&ns);
+                        }
+                    }
+                }
+                Ok(watcher::Event::Apply(object)) => {
+                    let Some(ns) = object.namespace() else {
+                        continue;
+                    };
+                    let name = object.name_any();
+                    match self.sources.upsert(kind, &ns, &name, entry(&object, true)) {
+                        sources::Change::Relevant => self.enqueue_namespace(&ns),
+                        sources::Change::NoDataChange => self.metrics.skipped("no_data_change"),
+                    }
+                }
+                Ok(watcher::Event::Delete(object)) => {
+                    let Some(ns) = object.namespace() else {
+                        continue;
+                    };
+                    self.sources
+                        .remove(kind, &ns, &object.name_any(), keep_tombstones);
+                    self.enqueue_namespace(&ns);
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %kind, error = %e, "watch error; retrying with backoff")
+                }
+            }
+        }
+    }
+
+    async fn watch_workloads<K: WorkloadResource>(self: Arc<Self>, namespace: Option<String>) {
+        let api: Api<K> = match &namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut fresh = Vec::new();
+        let mut first = true;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => fresh.clear(),
+                Ok(watcher::Event::InitApply(object)) => fresh.extend(workloads::project(&object)),
+                Ok(watcher::Event::InitDone) => {
+                    let keys: Vec<WorkloadKey> =
+                        fresh.iter().map(|v: &WorkloadView| v.key.clone()).collect();
+                    self.workloads.replace(
+                        K::KIND,
+                        namespace.as_deref(),
+                        std::mem::take(&mut fresh),
+                    );
+                    if first {
+                        first = false;
+                        self.mark_synced();
+                    } else {
+                        for key in keys {
+                            self.queue.add(key);
+                        }
+                    }
+                }
+                Ok(watcher::Event::Apply(object)) => {
+                    if let Some(view) = workloads::project(&object) {
+                        let key = view.key.clone();
+                        if self.workloads.upsert(view) && self.is_synced() {
+                            self.queue.add(key);
+                        }
+                    }
+                }
+                Ok(watcher::Event::Delete(object)) => {
+                    if let Some(view) = workloads::project(&object) {
+                        self.workloads.remove(&view.key);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind = K::KIND.as_str(), error = %e, "watch error; retrying with backoff")
+                }
+            }
+        }
+    }
+
+    async fn watch_namespaces(self: Arc<Self>, selector: String) {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let mut stream = watcher(api, watcher::Config::default().labels(&selector))
+            .default_backoff()
+            .boxed();
+        let mut fresh = HashSet::new();
+        let mut first = true;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => fresh.clear(),
+                Ok(watcher::Event::InitApply(ns)) => {
+                    fresh.insert(ns.name_any());
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let changed = self.filter.replace_selected(std::mem::take(&mut fresh));
+                    if first {
+                        first = false;
+                        self.mark_synced();
+                    } else {
+                        for ns in changed {
+                            self.enqueue_namespace(&ns);
+                        }
+                    }
+                }
+                Ok(watcher::Event::Apply(ns)) => {
+                    if self.filter.set_selected(&ns.name_any(), true) {
+                        tracing::info!(namespace = %ns.name_any(), "namespace now matches --namespace-selector");
+                        self.enqueue_namespace(&ns.name_any());
+                    }
+                }
+                Ok(watcher::Event::Delete(ns)) => {
+                    self.filter.set_selected(&ns.name_any(), false);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "namespace watch error; retrying with backoff")
+                }
+            }
+        }
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            let key = self.queue.next().await;
+            let result = self.reconcile(&key).await;
+            self.queue.done(&key, result.is_ok());
+            if let Err(message) = result {
+                let delay = self.queue.retry_later(key.clone());
+                tracing::warn!(workload = %key, error = %message, retry_in_seconds = delay.as_secs(), "reload failed; will retry");
+            }
+        }
+    }
+
+    /// Plans one workload from memory and writes at most one patch.
+    async fn reconcile(&self, key: &WorkloadKey) -> Result<(), String> {
+        let Some(view) = self.workloads.get(key) else {
+            return Ok(());
+        };
+        if !self.filter.allows(&key.namespace) {
+            return Ok(());
+        }
+        let workload = WorkloadAnnotations {
+            kind: key.kind,
+            metadata: &view.annotations,
+            template: &view.template_annotations,
+        };
+        let mut tracked = Vec::new();
+        let mut deleted = Vec::new();
+        for ((kind, name), entry) in self.sources.namespace(&key.namespace) {
+            let evaluation = self.policy.evaluate(
+                SourceRef {
+                    kind,
+                    name: &name,
+                    annotations: &entry.annotations,
+                },
+                workload,
+            );
+            for invalid in &evaluation.invalid {
+                self.report_invalid(&view, &invalid.key, &invalid.item, &invalid.error)
+                    .await;
+            }
+            let Ok(matched) = evaluation.result else {
+                continue;
+            };
+            let Some(container) =
+                refs::container_for(&view.pod_spec, kind, &name, matched.needs_reference())
+            else {
+                continue;
+            };
+            match entry.digest {
+                Some(digest) => tracked.push(Tracked {
+                    kind,
+                    name,
+                    digest,
+                    container,
+                    created_while_running: entry.created_while_running,
+                }),
+                None => deleted.push(Deleted {
+                    kind,
+                    name,
+                    container,
+                }),
+            }
+        }
+        let markers = Markers {
+            ledger: view.annotations.get(LEDGER_ANNOTATION).map(String::as_str),
+            containers: &view.pod_spec.containers,
+            last_reloaded_from: view
+                .template_annotations
+                .get(LAST_RELOADED_FROM)
+                .map(String::as_str),
+        };
+        match plan::plan(&tracked, &deleted, markers, self.options) {
+            Decision::UpToDate => Ok(()),
+            Decision::Baseline { ledger } => {
+                self.patch(key, patch::baseline(&ledger))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::debug!(workload = %key, "recorded the current digests (no rollout)");
+                Ok(())
+            }
+            Decision::Reload { ledger, changes } => {
+                let containers: Vec<&str> = view
+                    .pod_spec
+                    .containers
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                let body = patch::reload(
+                    self.options.strategy,
+                    template_path(key.kind),
+                    &key.namespace,
+                    &containers,
+                    &changes,
+                    &ledger,
+                    now,
+                );
+                let result = self.patch(key, body).await;
+                self.metrics.reload_executed(result.is_ok());
+                match result {
+                    Ok(()) => {
+                        for change in &changes {
+                            let verb = if change.cause == Cause::Deleted {
+                                "deleted"
+                            } else {
+                                "changed"
+                            };
+                            tracing::info!(
+                                workload = %key, source = %change.name, source_kind = change.kind.upstream_type(), cause = verb,
+                                "Changes detected in '{}' of type '{}' in namespace '{}'; updated '{}' of type '{}' in namespace '{}'",
+                                change.name, change.kind.upstream_type(), key.namespace, key.name, key.kind.as_str(), key.namespace
+                            );
+                            let note = format!(
+                                "Changes detected in '{}' of type '{}' in namespace '{}', Updated '{}' of type '{}' in namespace '{}'",
+                                change.name,
+                                change.kind.upstream_type(),
+                                key.namespace,
+                                key.name,
+                                key.kind.as_str(),
+                                key.namespace
+                            );
+                            self.publish(&view, change.kind, EventType::Normal, "Reloaded", note)
+                                .await;
+                        }
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let note = format!(
+                            "Update for '{}' of type '{}' in namespace '{}' failed with error {e}",
+                            key.name,
+                            key.kind.as_str(),
+                            key.namespace
+                        );
+                        if let Some(first) = changes.first() {
+                            self.publish(&view, first.kind, EventType::Warning, "ReloadFail", note)
+                                .await;
+                        }
+                        Err(e.to_string())
+                    }
+                }
+            }
+        }
+    }
+
+    async fn patch(&self, key: &WorkloadKey, body: serde_json::Value) -> Result<(), kube::Error> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Strategic(body);
+        match key.kind {
+            WorkloadKind::Deployment => {
+                Api::<Deployment>::namespaced(self.client.clone(), &key.namespace)
+                    .patch(&key.name, &params, &patch)
+                    .await
+                    .map(drop)
+            }
+            WorkloadKind::StatefulSet => {
+                Api::<StatefulSet>::namespaced(self.client.clone(), &key.namespace)
+                    .patch(&key.name, &params, &patch)
+                    .await
+                    .map(drop)
+            }
+            WorkloadKind::DaemonSet => {
+                Api::<DaemonSet>::namespaced(self.client.clone(), &key.namespace)
+                    .patch(&key.name, &params, &patch)
+                    .await
+                    .map(drop)
+            }
+            other => {
+                tracing::warn!(
+                    kind = other.as_str(),
+                    "reloading this kind is not supported yet"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    async fn report_invalid(&self, view: &WorkloadView, annotation: &str, item: &str, error: &str) {
+        let first_time = self
+            .reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((view.key.clone(), format!("{annotation}={item}")));
+        if !first_time {
+            return;
+        }
+        let note = format!(
+            "Skipping invalid item {item:?} of annotation {annotation} on {} {}/{}: {error}. \
+             Each item is a regular expression matched against the whole name; fix or remove the item.",
+            view.key.kind.as_str(),
+            view.key.namespace,
+            view.key.name
+        );
+        tracing::warn!(workload = %view.key, annotation, item, "{note}");
+        self.publish_with(
+            &self.general_recorder,
+            view,
+            EventType::Warning,
+            "InvalidAnnotation",
+            note,
+        )
+        .await;
+    }
+
+    async fn publish(
+        &self,
+        view: &WorkloadView,
+        kind: SourceKind,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let recorder = self.recorders.get(&kind).unwrap_or(&self.general_recorder);
+        self.publish_with(recorder, view, type_, reason, note).await;
+    }
+
+    async fn publish_with(
+        &self,
+        recorder: &Recorder,
+        view: &WorkloadView,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let reference = object_reference(view);
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reload".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(workload = %view.key, error = %e, "cannot publish Event");
+        }
+    }
+}
+
+fn template_path(kind: WorkloadKind) -> patch::TemplatePath {
+    match kind {
+        WorkloadKind::Deployment => <Deployment as WorkloadResource>::TEMPLATE_PATH,
+        WorkloadKind::StatefulSet => <StatefulSet as WorkloadResource>::TEMPLATE_PATH,
+        WorkloadKind::DaemonSet => <DaemonSet as WorkloadResource>::TEMPLATE_PATH,
+        _ => patch::POD_TEMPLATE,
+    }
+}
+
+fn object_reference(view: &WorkloadView) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(match view.key.kind {
+            WorkloadKind::Deployment | WorkloadKind::StatefulSet | WorkloadKind::DaemonSet => {
+                "apps/v1".into()
+            }
+            WorkloadKind::CronJob | WorkloadKind::Job => "batch/v1".into(),
+            WorkloadKind::Rollout => "argoproj.io/v1alpha1".into(),
+        }),
+        kind: Some(view.key.kind.as_str().into()),
+        name: Some(view.key.name.clone()),
+        namespace: Some(view.key.namespace.clone()),
+        uid: Some(view.uid.clone()),
+        ..ObjectReference::default()
+    }
+}

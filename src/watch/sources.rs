@@ -1,0 +1,234 @@
+//! The digest-only source cache. A ConfigMap or Secret is hashed the moment it arrives and only
+//! `{digest, the two annotations a decision reads}` is kept: memory does not grow with data size,
+//! and Secret bytes are never stored.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+
+use crate::model::digest::{Digest, SourceKind};
+
+/// What the cache keeps of one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// Digest of its data; `None` for a tombstone (deleted, kept for `--reload-on-delete`).
+    pub digest: Option<Digest>,
+    /// Only the ignore and match annotations (the rest is dropped).
+    pub annotations: BTreeMap<String, String>,
+    /// Appeared after the initial sync (for `--reload-on-create`).
+    pub created_while_running: bool,
+}
+
+/// Sources of one namespace, by kind and name.
+type NamespaceSources = BTreeMap<(SourceKind, String), SourceEntry>;
+
+/// What a change to the cache means for workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// New, deleted, or data (or a read annotation) changed: workloads must be re-planned.
+    Relevant,
+    /// Only metadata the decision does not read changed (upstream's `no_data_change`).
+    NoDataChange,
+}
+
+/// All sources in scope, by namespace.
+#[derive(Debug, Default)]
+pub struct SourceCache {
+    by_namespace: RwLock<HashMap<String, NamespaceSources>>,
+}
+
+impl SourceCache {
+    /// Inserts or updates a source.
+    pub fn upsert(
+        &self,
+        kind: SourceKind,
+        namespace: &str,
+        name: &str,
+        entry: SourceEntry,
+    ) -> Change {
+        let mut map = self.write();
+        let slot = map.entry(namespace.to_owned()).or_default();
+        match slot.get_mut(&(kind, name.to_owned())) {
+            Some(existing) if existing.digest.is_some() => {
+                let relevant =
+                    existing.digest != entry.digest || existing.annotations != entry.annotations;
+                let created = existing.created_while_running;
+                *existing = SourceEntry {
+                    created_while_running: created,
+                    ..entry
+                };
+                if relevant {
+                    Change::Relevant
+                } else {
+                    Change::NoDataChange
+                }
+            }
+            _ => {
+                slot.insert((kind, name.to_owned()), entry);
+                Change::Relevant
+            }
+        }
+    }
+
+    /// Removes a source, or turns it into a tombstone when `keep_tombstone`.
+    pub fn remove(&self, kind: SourceKind, namespace: &str, name: &str, keep_tombstone: bool) {
+        let mut map = self.write();
+        let Some(slot) = map.get_mut(namespace) else {
+            return;
+        };
+        let key = (kind, name.to_owned());
+        if keep_tombstone {
+            if let Some(entry) = slot.get_mut(&key) {
+                entry.digest = None;
+            }
+        } else {
+            slot.remove(&key);
+            if slot.is_empty() {
+                map.remove(namespace);
+            }
+        }
+    }
+
+    /// Replaces every entry of `kind` (in `namespace`, or everywhere when `None`) with `fresh`
+    /// after a (re)list, and returns the namespaces where something relevant changed.
+    /// Objects that vanished during a watch gap become tombstones when `keep_tombstones`.
+    pub fn replace(
+        &self,
+        kind: SourceKind,
+        namespace: Option<&str>,
+        mut fresh: HashMap<(String, String), SourceEntry>,
+        keep_tombstones: bool,
+    ) -> Vec<String> {
+        let mut map = self.write();
+        let mut changed = std::collections::BTreeSet::new();
+        for (ns, slot) in map.iter_mut() {
+            if namespace.is_some_and(|n| n != ns) {
+                continue;
+            }
+            slot.retain(|(k, name), entry| {
+                if *k != kind {
+                    return true;
+                }
+                match fresh.remove(&(ns.clone(), name.clone())) {
+                    Some(new) => {
+                        if new.digest != entry.digest || new.annotations != entry.annotations {
+                            changed.insert(ns.clone());
+                        }
+                        let created = entry.created_while_running;
+                        *entry = SourceEntry {
+                            created_while_running: created,
+                            ..new
+                        };
+                        true
+                    }
+                    None if entry.digest.is_none() => keep_tombstones,
+                    None => {
+                        changed.insert(ns.clone());
+                        if keep_tombstones {
+                            entry.digest = None;
+                        }
+                        keep_tombstones
+                    }
+                }
+            });
+        }
+        for ((ns, name), entry) in fresh {
+            changed.insert(ns.clone());
+            map.entry(ns).or_default().insert((kind, name), entry);
+        }
+        map.retain(|_, slot| !slot.is_empty());
+        changed.into_iter().collect()
+    }
+
+    /// A copy of the sources of one namespace (small: digests and two annotations each).
+    pub fn namespace(&self, namespace: &str) -> Vec<((SourceKind, String), SourceEntry)> {
+        self.read()
+            .get(namespace)
+            .map(|slot| slot.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of live (non-tombstone) sources, for metrics and tests.
+    pub fn len(&self) -> usize {
+        self.read()
+            .values()
+            .map(|slot| slot.values().filter(|e| e.digest.is_some()).count())
+            .sum()
+    }
+
+    /// Whether the cache holds no live source.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, NamespaceSources>> {
+        self.by_namespace
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, NamespaceSources>> {
+        self.by_namespace
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(digest: &str) -> SourceEntry {
+        SourceEntry {
+            digest: Digest::parse(&digest.repeat(40)[..40]),
+            annotations: BTreeMap::new(),
+            created_while_running: false,
+        }
+    }
+
+    #[test]
+    fn upsert_reports_data_changes_only() {
+        let cache = SourceCache::default();
+        assert_eq!(
+            cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("1")),
+            Change::Relevant
+        );
+        assert_eq!(
+            cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("1")),
+            Change::NoDataChange
+        );
+        assert_eq!(
+            cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("2")),
+            Change::Relevant
+        );
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn replace_after_relist_finds_changes_and_vanished_objects() {
+        let cache = SourceCache::default();
+        cache.upsert(SourceKind::ConfigMap, "a", "same", entry("1"));
+        cache.upsert(SourceKind::ConfigMap, "b", "gone", entry("1"));
+        cache.upsert(SourceKind::Secret, "c", "other-kind", entry("1"));
+        let fresh = HashMap::from([
+            (("a".to_owned(), "same".to_owned()), entry("1")),
+            (("d".to_owned(), "new".to_owned()), entry("3")),
+        ]);
+        let changed = cache.replace(SourceKind::ConfigMap, None, fresh, false);
+        assert_eq!(changed, vec!["b".to_owned(), "d".to_owned()]);
+        assert_eq!(cache.namespace("b"), vec![]);
+        assert_eq!(cache.namespace("c").len(), 1, "other kinds untouched");
+    }
+
+    #[test]
+    fn tombstones_for_reload_on_delete() {
+        let cache = SourceCache::default();
+        cache.upsert(SourceKind::Secret, "ns", "s", entry("1"));
+        cache.remove(SourceKind::Secret, "ns", "s", true);
+        assert_eq!(cache.namespace("ns")[0].1.digest, None);
+        assert_eq!(cache.len(), 0);
+        assert_eq!(
+            cache.upsert(SourceKind::Secret, "ns", "s", entry("2")),
+            Change::Relevant
+        );
+    }
+}

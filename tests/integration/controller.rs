@@ -1,0 +1,175 @@
+//! Running the kube-reloader binary against the shared control plane, as a service account
+//! with exactly the RBAC a user would grant.
+
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, PostParams};
+use kube_reloader_testenv::process::{Process, free_port};
+use kube_reloader_testenv::{ClusterInfo, Identity};
+use serde_json::json;
+
+use crate::support::eventually;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_kube-reloader");
+
+/// The cluster-wide rules the controller needs in its default configuration.
+pub fn controller_rules() -> serde_json::Value {
+    json!([
+        {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
+    ])
+}
+
+/// Creates service account `<ns>/kube-reloader` bound to a ClusterRole with `rules`.
+pub async fn identity_with_rules(
+    cluster: &ClusterInfo,
+    ns: &str,
+    rules: serde_json::Value,
+) -> Identity {
+    let identity = cluster.service_account(ns, "kube-reloader").await.unwrap();
+    let admin = cluster.client().await.unwrap();
+    let name = format!("kube-reloader-{ns}");
+    let role: ClusterRole = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name}, "rules": rules
+    }))
+    .unwrap();
+    Api::<ClusterRole>::all(admin.clone())
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": "kube-reloader", "namespace": ns}]
+    }))
+    .unwrap();
+    Api::<ClusterRoleBinding>::all(admin)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    identity
+}
+
+/// A running kube-reloader.
+pub struct Controller {
+    process: Process,
+    base: String,
+}
+
+impl Controller {
+    /// Starts the binary with `args` as `identity` and waits until `/ready` answers 200.
+    pub async fn start(
+        cluster: &ClusterInfo,
+        identity: &Identity,
+        label: &str,
+        args: &[&str],
+    ) -> Self {
+        let port = free_port().unwrap();
+        let log = cluster
+            .dir
+            .join("logs")
+            .join(format!("kube-reloader-{label}.log"));
+        let mut command = Command::new(BINARY);
+        command
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .env("KUBECONFIG", &identity.kubeconfig)
+            .env("RUST_LOG", "warn,kube_reloader=debug");
+        let process = Process::spawn("kube-reloader", command, &log).unwrap();
+        let controller = Self {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        eventually(
+            &format!("kube-reloader ({label}) to become ready"),
+            || async {
+                match controller.get("/ready").await? {
+                    (200, _) => Ok(()),
+                    (code, body) => Err(format!("{code} {body}")),
+                }
+            },
+        )
+        .await;
+        controller
+    }
+
+    /// GET a path on the controller's HTTP server.
+    pub async fn get(&self, path: &str) -> Result<(u16, String), String> {
+        let response = reqwest::get(format!("{}{path}", self.base))
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.map_err(|e| e.to_string())?))
+    }
+
+    /// Value of one sample line of /metrics, e.g. `reloader_skipped_total{reason="no_data_change"}`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (_, body) = self.get("/metrics").await.unwrap();
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// SIGTERM and wait; asserts a clean exit.
+    pub fn stop(mut self) -> String {
+        self.process.stop(Duration::from_secs(20));
+        let log = self.process.log_tail(2000);
+        let status = self.process.exit_status();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "kube-reloader exit {status:?}; log:\n{log}"
+        );
+        log
+    }
+
+    /// SIGKILL, like a crashed pod.
+    pub fn kill(mut self) {
+        self.process.kill();
+    }
+}
+
+/// One request from the API server's audit log.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub verb: String,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+    pub uri: String,
+    pub code: i64,
+}
+
+/// Every completed request `user` made, read from the API server's audit log.
+pub fn requests_by(cluster: &ClusterInfo, user: &str) -> Vec<AuditEntry> {
+    let text = std::fs::read_to_string(&cluster.audit_log).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|e| e["stage"] == "ResponseComplete" && e["user"]["username"] == user)
+        .map(|e| AuditEntry {
+            verb: e["verb"].as_str().unwrap_or_default().to_owned(),
+            resource: e["objectRef"]["resource"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            namespace: e["objectRef"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            name: e["objectRef"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            uri: e["requestURI"].as_str().unwrap_or_default().to_owned(),
+            code: e["responseStatus"]["code"].as_i64().unwrap_or_default(),
+        })
+        .collect()
+}

@@ -1,0 +1,625 @@
+//! The reload engine on a real API server: what it writes, what it never writes, and what it
+//! says. Each test runs its own controller, scoped with --namespaces to its own namespace, as a
+//! service account holding only the RBAC the controller needs.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Resource};
+use kube_reloader::model::digest;
+use kube_reloader::model::plan::LEDGER_ANNOTATION;
+use kube_reloader_testenv::{ClusterInfo, Tier};
+use serde_json::{Value, json};
+
+use crate::controller::{Controller, controller_rules, identity_with_rules, requests_by};
+use crate::support::{cluster, eventually};
+
+/// Upstream's digest of ConfigMap data written as `k=v;k=v` (Secret data hashes the same).
+fn sha1(entries: &str) -> String {
+    let pairs: Vec<(&str, &str)> = entries
+        .split(';')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap())
+        .collect();
+    digest::configmap_data(pairs, []).to_string()
+}
+
+async fn create<K>(client: &Client, ns: &str, manifest: Value) -> K
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(manifest).unwrap();
+    Api::<K>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap()
+}
+
+fn deployment(name: &str, annotations: Value, pod_spec: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}
+        }
+    })
+}
+
+fn configmap(name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+}
+
+async fn set_configmap(client: &Client, ns: &str, name: &str, data: Value) {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": data})),
+        )
+        .await
+        .unwrap();
+}
+
+fn env_of(deployment: &Deployment, container: &str) -> Vec<(String, String)> {
+    deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers
+        .iter()
+        .filter(|c| c.name == container)
+        .flat_map(|c| c.env.clone().unwrap_or_default())
+        .filter(|e| e.name.starts_with("STAKATER_"))
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect()
+}
+
+/// The pod template: a rollout happens exactly when it changes. (A Deployment's generation
+/// also moves on metadata annotation changes, so it is no rollout signal.)
+fn template_of(deployment: &Deployment) -> Value {
+    serde_json::to_value(&deployment.spec.as_ref().unwrap().template).unwrap()
+}
+
+fn ledger_of(deployment: &Deployment) -> Option<Value> {
+    deployment
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(LEDGER_ANNOTATION)
+        .map(|l| serde_json::from_str(l).unwrap())
+}
+
+async fn wait_deployment<F>(api: &Api<Deployment>, name: &str, what: &str, check: F) -> Deployment
+where
+    F: Fn(&Deployment) -> bool,
+{
+    eventually(what, || async {
+        let d = api.get(name).await.map_err(|e| e.to_string())?;
+        if check(&d) {
+            Ok(d)
+        } else {
+            Err(format!(
+                "{:?} / {:?}",
+                d.metadata.annotations,
+                d.spec.as_ref().map(|s| &s.template)
+            ))
+        }
+    })
+    .await
+}
+
+async fn events(client: &Client, ns: &str) -> Vec<Event> {
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+}
+
+async fn setup(prefix: &str) -> (ClusterInfo, String, Client) {
+    let cluster = cluster(Tier::A).await;
+    let ns = cluster.create_namespace(prefix).await.unwrap();
+    let client = cluster.client().await.unwrap();
+    (cluster, ns, client)
+}
+
+/// Checklist 2, 5, 17-19, 49: a named ConfigMap change puts upstream's env var with upstream's
+/// hash on exactly the container that uses it, with one PATCH and no GET or LIST per change;
+/// first sight restarts nothing; metadata-only changes never reload.
+#[tokio::test]
+async fn named_configmap_change_sets_the_env_var_with_one_patch() {
+    let (cluster, ns, client) = setup("named").await;
+    create::<ConfigMap>(&client, &ns, configmap("foo-config", json!({"a": "1"}))).await;
+    let created = create::<Deployment>(&client, &ns, deployment(
+        "web",
+        json!({"configmap.reloader.stakater.com/reload": "foo-config"}),
+        json!({"containers": [
+            {"name": "sidecar", "image": "registry.invalid/sidecar"},
+            {"name": "app", "image": "registry.invalid/app", "envFrom": [{"configMapRef": {"name": "foo-config"}}]}
+        ]}),
+    )).await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+
+    // First sight: the digest is recorded on metadata, the pod template is untouched.
+    let baseline = wait_deployment(&deployments, "web", "the baseline ledger", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+    assert_eq!(
+        ledger_of(&baseline).unwrap(),
+        json!({"configmap/foo-config": sha1("a=1")})
+    );
+    assert!(env_of(&baseline, "app").is_empty() && env_of(&baseline, "sidecar").is_empty());
+    assert_eq!(
+        template_of(&baseline),
+        template_of(&created),
+        "no rollout at first sight"
+    );
+
+    set_configmap(&client, &ns, "foo-config", json!({"a": "1", "b": "2"})).await;
+    let reloaded = wait_deployment(&deployments, "web", "STAKATER_FOO_CONFIG_CONFIGMAP", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    assert_eq!(
+        env_of(&reloaded, "app"),
+        vec![(
+            "STAKATER_FOO_CONFIG_CONFIGMAP".to_owned(),
+            "f83e99e324ba68ccc373a58ef1eb42f8ab88646a".to_owned()
+        )]
+    );
+    assert!(
+        env_of(&reloaded, "sidecar").is_empty(),
+        "only the container using the ConfigMap"
+    );
+    assert_eq!(
+        ledger_of(&reloaded).unwrap()["configmap/foo-config"],
+        "f83e99e324ba68ccc373a58ef1eb42f8ab88646a"
+    );
+
+    let expected = format!(
+        "Changes detected in 'foo-config' of type 'CONFIGMAP' in namespace '{ns}', Updated 'web' of type 'Deployment' in namespace '{ns}'"
+    );
+    let event = eventually("the Reloaded event", || async {
+        events(&client, &ns)
+            .await
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("Reloaded"))
+            .ok_or_else(|| "no event yet".to_owned())
+    })
+    .await;
+    assert_eq!(event.message.as_deref(), Some(expected.as_str()));
+    assert_eq!(event.type_.as_deref(), Some("Normal"));
+    assert_eq!(event.involved_object.name.as_deref(), Some("web"));
+    assert_eq!(
+        controller
+            .metric("reloader_reload_executed_total{success=\"true\"}")
+            .await,
+        1.0
+    );
+
+    // A label-only change: seen (counted as no_data_change), never a rollout.
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .patch(
+            "foo-config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the label change to be counted as no_data_change",
+        || async {
+            let n = controller
+                .metric("reloader_skipped_total{reason=\"no_data_change\"}")
+                .await;
+            if n >= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("{n}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        template_of(&deployments.get("web").await.unwrap()),
+        template_of(&reloaded)
+    );
+
+    let log = controller.stop();
+    assert!(log.contains(&format!(
+        "Changes detected in 'foo-config' of type 'CONFIGMAP' in namespace '{ns}'; updated 'web' of type 'Deployment' in namespace '{ns}'"
+    )), "{log}");
+
+    // The API server's own accounting: one LIST per watched kind at startup, no GET at all,
+    // exactly two writes to the Deployment (baseline, reload).
+    let requests = requests_by(&cluster, &identity.user);
+    // The only GET is the startup check of /version.
+    let reads: Vec<_> = requests.iter().filter(|r| r.verb == "get").collect();
+    assert!(
+        reads.len() == 1 && reads[0].uri == "/version",
+        "no GET but /version: {reads:?}"
+    );
+    for resource in [
+        "configmaps",
+        "secrets",
+        "deployments",
+        "statefulsets",
+        "daemonsets",
+    ] {
+        let lists = requests
+            .iter()
+            .filter(|r| r.verb == "list" && r.resource == resource)
+            .count();
+        assert_eq!(
+            lists, 1,
+            "{resource}: one initial LIST, none per change: {requests:?}"
+        );
+    }
+    let patches: Vec<_> = requests
+        .iter()
+        .filter(|r| r.verb == "patch" && r.resource == "deployments")
+        .collect();
+    assert_eq!(patches.len(), 2, "{patches:?}");
+    assert!(
+        patches
+            .iter()
+            .all(|p| p.code == 200 && p.namespace == ns && p.name == "web")
+    );
+}
+
+/// Checklist 6, 8, 20: auto through a Secret volume with the annotations strategy writes
+/// upstream's last-reloaded-from JSON, field order included; typed auto ignores the other kind.
+#[tokio::test]
+async fn annotations_strategy_writes_last_reloaded_from() {
+    let (cluster, ns, client) = setup("annotations").await;
+    create::<Secret>(&client, &ns, json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"password": "one"}})).await;
+    create::<ConfigMap>(&client, &ns, configmap("settings", json!({"x": "1"}))).await;
+    let spec = json!({
+        "containers": [{"name": "app", "image": "registry.invalid/app",
+                        "volumeMounts": [{"name": "creds", "mountPath": "/creds"}],
+                        "envFrom": [{"configMapRef": {"name": "settings"}}]}],
+        "volumes": [{"name": "creds", "secret": {"secretName": "db"}}]
+    });
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "auto",
+            json!({"reloader.stakater.com/auto": "true"}),
+            spec.clone(),
+        ),
+    )
+    .await;
+    let typed_created = create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "typed",
+            json!({"secret.reloader.stakater.com/auto": "true"}),
+            spec,
+        ),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let controller = Controller::start(
+        &cluster,
+        &identity,
+        &ns,
+        &["--namespaces", &ns, "--reload-strategy=annotations"],
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    for name in ["auto", "typed"] {
+        wait_deployment(&deployments, name, "the baseline ledger", |d| {
+            ledger_of(d).is_some()
+        })
+        .await;
+    }
+    let typed = deployments.get("typed").await.unwrap();
+    assert_eq!(
+        ledger_of(&typed).unwrap().as_object().unwrap().len(),
+        1,
+        "typed auto tracks only the Secret"
+    );
+
+    // ConfigMap change: reloads "auto", not "typed".
+    set_configmap(&client, &ns, "settings", json!({"x": "2"})).await;
+    let annotation = |d: &Deployment| -> String {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get("reloader.stakater.com/last-reloaded-from"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let auto = wait_deployment(&deployments, "auto", "a reload for the ConfigMap", |d| {
+        !annotation(d).is_empty()
+    })
+    .await;
+    assert_eq!(
+        template_of(&deployments.get("typed").await.unwrap()),
+        template_of(&typed_created),
+        "typed auto for Secrets ignores ConfigMap changes"
+    );
+    assert!(annotation(&auto).starts_with(&format!(
+        "{{\"type\":\"CONFIGMAP\",\"name\":\"settings\",\"namespace\":\"{ns}\",\"hash\":\"{}\",\"containerRefs\":[\"app\"],\"observedAt\":",
+        sha1("x=2")
+    )), "{}", annotation(&auto));
+
+    // Secret change: both reload; the hash is over the raw bytes.
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": "two"}})),
+        )
+        .await
+        .unwrap();
+    let secret_hash = sha1("password=two");
+    for name in ["auto", "typed"] {
+        let d = wait_deployment(&deployments, name, "a reload for the Secret", |d| {
+            annotation(d).contains(&secret_hash)
+        })
+        .await;
+        let value: Value = serde_json::from_str(&annotation(&d)).unwrap();
+        assert_eq!(
+            (value["type"].as_str(), value["name"].as_str()),
+            (Some("SECRET"), Some("db"))
+        );
+        assert!(
+            env_of(&d, "app").is_empty(),
+            "annotations strategy adds no env var"
+        );
+    }
+    controller.stop();
+}
+
+/// Level-triggered with a ledger: a restart with no change writes nothing; a change made while
+/// the controller was down is applied exactly once on the next start.
+#[tokio::test]
+async fn restarts_write_nothing_and_catch_up_changes_made_while_down() {
+    let (cluster, ns, client) = setup("restart").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
+    let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/app",
+        "env": [{"name": "V", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "v"}}}]}]});
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "web",
+            json!({"reloader.stakater.com/auto": "true"}),
+            spec.clone(),
+        ),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let args = ["--namespaces", ns.as_str()];
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let patches_to_web = || {
+        requests_by(&cluster, &identity.user)
+            .into_iter()
+            .filter(|r| r.verb == "patch" && r.resource == "deployments" && r.name == "web")
+            .count()
+    };
+    // A later Deployment proves the controller worked through its queue.
+    let sentinel = |n: usize| {
+        let client = client.clone();
+        let ns = ns.clone();
+        let spec = spec.clone();
+        async move {
+            let name = format!("sentinel-{n}");
+            create::<Deployment>(
+                &client,
+                &ns,
+                deployment(&name, json!({"reloader.stakater.com/auto": "true"}), spec),
+            )
+            .await;
+            wait_deployment(
+                &Api::namespaced(client, &ns),
+                &name,
+                "the sentinel's ledger",
+                |d| ledger_of(d).is_some(),
+            )
+            .await;
+        }
+    };
+
+    let first = Controller::start(&cluster, &identity, "restart-1", &args).await;
+    wait_deployment(&deployments, "web", "the baseline ledger", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+    first.stop();
+    assert_eq!(patches_to_web(), 1);
+
+    let second = Controller::start(&cluster, &identity, "restart-2", &args).await;
+    sentinel(1).await;
+    second.stop();
+    assert_eq!(
+        patches_to_web(),
+        1,
+        "a restart without changes writes nothing"
+    );
+
+    set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
+    let third = Controller::start(&cluster, &identity, "restart-3", &args).await;
+    let d = wait_deployment(&deployments, "web", "the change made while down", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    assert_eq!(
+        env_of(&d, "app"),
+        vec![("STAKATER_CFG_CONFIGMAP".to_owned(), sha1("v=2"))]
+    );
+    sentinel(2).await;
+    third.kill();
+
+    let fourth = Controller::start(&cluster, &identity, "restart-4", &args).await;
+    sentinel(3).await;
+    fourth.stop();
+    assert_eq!(patches_to_web(), 2, "baseline + exactly one reload");
+    assert_eq!(
+        template_of(&deployments.get("web").await.unwrap()),
+        template_of(&d)
+    );
+}
+
+/// Switching from stakater/Reloader restarts nothing: a workload whose STAKATER_* env var holds
+/// the current digest keeps its pod template; a stale one is brought up to date.
+#[tokio::test]
+async fn switching_from_upstream_restarts_nothing() {
+    let (cluster, ns, client) = setup("switch").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"a": "1", "b": "2"}))).await;
+    let with_env = |value: &str| {
+        json!({"containers": [{"name": "app", "image": "registry.invalid/app",
+        "env": [{"name": "STAKATER_CFG_CONFIGMAP", "value": value}]}]})
+    };
+    let annotations = json!({"configmap.reloader.stakater.com/reload": "cfg"});
+    let created = create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "current",
+            annotations.clone(),
+            with_env("f83e99e324ba68ccc373a58ef1eb42f8ab88646a"),
+        ),
+    )
+    .await;
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment("stale", annotations, with_env(&sha1("a=0"))),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let current = wait_deployment(&deployments, "current", "the ledger", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+    assert_eq!(
+        template_of(&current),
+        template_of(&created),
+        "already current: no rollout"
+    );
+    let stale = wait_deployment(
+        &deployments,
+        "stale",
+        "the stale env var to be updated",
+        |d| {
+            env_of(d, "app")
+                .first()
+                .is_some_and(|(_, v)| v == "f83e99e324ba68ccc373a58ef1eb42f8ab88646a")
+        },
+    )
+    .await;
+    assert_eq!(
+        env_of(&stale, "app"),
+        vec![(
+            "STAKATER_CFG_CONFIGMAP".to_owned(),
+            "f83e99e324ba68ccc373a58ef1eb42f8ab88646a".to_owned()
+        )]
+    );
+    controller.stop();
+}
+
+/// Checklist 4, 23: an invalid regex item is skipped with a Warning Event naming it, the valid
+/// item still reloads; StatefulSets and DaemonSets reload like Deployments.
+#[tokio::test]
+async fn invalid_regex_warns_and_all_apps_kinds_reload() {
+    let (cluster, ns, client) = setup("kinds").await;
+    create::<ConfigMap>(&client, &ns, configmap("good", json!({"k": "1"}))).await;
+    let annotations = json!({"configmap.reloader.stakater.com/reload": "bad[, good"});
+    let pod = json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "registry.invalid/c"}]}});
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment("d", annotations.clone(), pod["spec"].clone()),
+    )
+    .await;
+    create::<StatefulSet>(
+        &client,
+        &ns,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "s", "annotations": annotations},
+        "spec": {"serviceName": "s", "selector": {"matchLabels": {"app": "x"}}, "template": pod}}),
+    )
+    .await;
+    create::<DaemonSet>(
+        &client,
+        &ns,
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "ds", "annotations": annotations},
+        "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": pod}}),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
+
+    let warning = eventually("the InvalidAnnotation warning", || async {
+        events(&client, &ns)
+            .await
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("InvalidAnnotation")
+                    && e.involved_object.name.as_deref() == Some("d")
+            })
+            .ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert!(
+        warning.message.as_deref().unwrap().contains("\"bad[\""),
+        "{warning:?}"
+    );
+
+    set_configmap(&client, &ns, "good", json!({"k": "2"})).await;
+    let value = sha1("k=2");
+    let has_env = |spec: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>| {
+        spec.and_then(|t| t.spec.as_ref()).is_some_and(|s| {
+            s.containers[0].env.iter().flatten().any(|e| {
+                e.name == "STAKATER_GOOD_CONFIGMAP" && e.value.as_deref() == Some(value.as_str())
+            })
+        })
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), &ns);
+    eventually("all three kinds to carry the env var", || async {
+        let d = deployments.get("d").await.map_err(|e| e.to_string())?;
+        let s = statefulsets.get("s").await.map_err(|e| e.to_string())?;
+        let ds = daemonsets.get("ds").await.map_err(|e| e.to_string())?;
+        let done = [
+            has_env(d.spec.as_ref().map(|x| &x.template)),
+            has_env(s.spec.as_ref().map(|x| &x.template)),
+            has_env(ds.spec.as_ref().map(|x| &x.template)),
+        ];
+        if done.iter().all(|x| *x) {
+            Ok(())
+        } else {
+            Err(format!("{done:?}"))
+        }
+    })
+    .await;
+    let log = controller.stop();
+    assert_eq!(
+        log.matches("Skipping invalid item").count(),
+        3,
+        "once per workload: {log}"
+    );
+}
