@@ -7,11 +7,16 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test prerequisites check unit testbins integration no-leftovers cluster build
+.PHONY: test demo prerequisites check unit testbins integration no-leftovers cluster build
 
 ## test: every check and test: fmt, clippy, unit tests, control-plane binaries, integration tests.
 test: prerequisites check unit testbins integration no-leftovers
 	@echo "make test: all checks and tests passed"
+
+## demo: a local control plane, kube-reloader, and a ConfigMap change rolling a Deployment.
+demo: prerequisites testbins
+	scripts/demo.sh
+	@scripts/check-no-leftovers.sh
 
 prerequisites:
 	@scripts/prerequisites.sh
