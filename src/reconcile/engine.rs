@@ -25,9 +25,9 @@ use crate::model::refs;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::reconcile::queue::WorkQueue;
-use crate::watch::NamespaceFilter;
 use crate::watch::sources::{self, SourceCache, SourceEntry};
 use crate::watch::workloads::{self, WorkloadCache, WorkloadKey, WorkloadResource, WorkloadView};
+use crate::watch::{NamespaceFilter, access};
 
 /// Field manager of every write, as upstream's, so managed-fields show who wrote the markers.
 pub const FIELD_MANAGER: &str = "Reloader";
@@ -111,9 +111,17 @@ impl Engine {
             Scope::Global { .. } => vec![None],
             Scope::Namespaces(list) => list.iter().cloned().map(Some).collect(),
         };
+        let denied = self.check_access(&namespaces).await;
+        let allowed = |resource: &str, ns: &Option<String>| {
+            !denied.iter().any(|m| {
+                m.need.resource == resource
+                    && &m.need.namespace == ns
+                    && m.denied.iter().any(|v| *v == "list" || *v == "watch")
+            })
+        };
         let mut watchers = 0;
         for ns in &namespaces {
-            if self.watch_configmaps {
+            if self.watch_configmaps && allowed("configmaps", ns) {
                 tokio::spawn(self.clone().watch_sources::<ConfigMap>(
                     ns.clone(),
                     SourceKind::ConfigMap,
@@ -121,7 +129,7 @@ impl Engine {
                 ));
                 watchers += 1;
             }
-            if self.watch_secrets {
+            if self.watch_secrets && allowed("secrets", ns) {
                 tokio::spawn(self.clone().watch_sources::<Secret>(
                     ns.clone(),
                     SourceKind::Secret,
@@ -129,15 +137,24 @@ impl Engine {
                 ));
                 watchers += 1;
             }
-            tokio::spawn(self.clone().watch_workloads::<Deployment>(ns.clone()));
-            tokio::spawn(self.clone().watch_workloads::<StatefulSet>(ns.clone()));
-            tokio::spawn(self.clone().watch_workloads::<DaemonSet>(ns.clone()));
-            watchers += 3;
+            if allowed("deployments", ns) {
+                tokio::spawn(self.clone().watch_workloads::<Deployment>(ns.clone()));
+                watchers += 1;
+            }
+            if allowed("statefulsets", ns) {
+                tokio::spawn(self.clone().watch_workloads::<StatefulSet>(ns.clone()));
+                watchers += 1;
+            }
+            if allowed("daemonsets", ns) {
+                tokio::spawn(self.clone().watch_workloads::<DaemonSet>(ns.clone()));
+                watchers += 1;
+            }
         }
         if let Scope::Global {
             selector: Some(selector),
             ..
         } = self.filter.scope()
+            && allowed("namespaces", &None)
         {
             tokio::spawn(self.clone().watch_namespaces(selector.clone()));
             watchers += 1;
@@ -160,6 +177,62 @@ impl Engine {
         for worker in workers {
             let _ = worker.await;
         }
+    }
+
+    /// Checks RBAC for everything we are about to watch or write; reports each gap once.
+    async fn check_access(&self, namespaces: &[Option<String>]) -> Vec<access::Missing> {
+        let mut needs = Vec::new();
+        for ns in namespaces {
+            let mut need = |group, resource, verbs| {
+                needs.push(access::Need {
+                    group,
+                    resource,
+                    verbs,
+                    namespace: ns.clone(),
+                })
+            };
+            if self.watch_configmaps {
+                need("", "configmaps", &["list", "watch"]);
+            }
+            if self.watch_secrets {
+                need("", "secrets", &["list", "watch"]);
+            }
+            for resource in ["deployments", "statefulsets", "daemonsets"] {
+                need("apps", resource, &["list", "watch", "patch"]);
+            }
+            need("events.k8s.io", "events", &["create"]);
+        }
+        if let Scope::Global {
+            selector: Some(_), ..
+        } = self.filter.scope()
+        {
+            needs.push(access::Need {
+                group: "",
+                resource: "namespaces",
+                verbs: &["list", "watch"],
+                namespace: None,
+            });
+        }
+        let missing = access::check(&self.client, &needs).await;
+        for gap in &missing {
+            let effect = match gap.need.resource {
+                "events" => "reload Events will not be published",
+                _ if gap.denied.iter().any(|v| *v == "list" || *v == "watch") => {
+                    "this kind is skipped"
+                }
+                _ => "reloads of this kind will fail",
+            };
+            tracing::error!(
+                resource = gap.need.resource,
+                namespace = gap.need.namespace.as_deref().unwrap_or("(all)"),
+                denied = ?gap.denied,
+                "missing RBAC permission: kube-reloader may not {} {}; {effect}. Fix: grant {}",
+                gap.denied.join("/"),
+                gap.need.resource,
+                gap.rule()
+            );
+        }
+        missing
     }
 
     fn mark_synced(&self) {

@@ -2,6 +2,7 @@
 //! of workloads, and the selected namespaces. Nothing here issues a LIST or GET per change;
 //! watchers list once at start (and after a watch expires) and then stream changes.
 
+pub mod access;
 pub mod sources;
 pub mod workloads;
 

@@ -623,3 +623,64 @@ async fn invalid_regex_warns_and_all_apps_kinds_reload() {
         "once per workload: {log}"
     );
 }
+
+/// The startup RBAC self-check: a kind the identity may not list/watch is reported once with
+/// the rule to add and skipped (no watch retried forever, no error per event); the rest works.
+#[tokio::test]
+async fn missing_rbac_is_reported_once_and_that_kind_skipped() {
+    let (cluster, ns, client) = setup("rbac-gap").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"a": "1"}))).await;
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "web",
+            json!({"configmap.reloader.stakater.com/reload": "cfg"}),
+            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
+        ),
+    )
+    .await;
+    // Everything but Secrets and StatefulSets.
+    let rules = json!([
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "daemonsets"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+    ]);
+    let identity = identity_with_rules(&cluster, &ns, rules).await;
+    let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
+    set_configmap(&client, &ns, "cfg", json!({"a": "2"})).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_deployment(&deployments, "web", "the ConfigMap reload", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    let log = controller.stop();
+    for resource in ["secrets", "statefulsets"] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("missing RBAC permission")
+                    && l.contains(&format!("resources: [\"{resource}\"]"))
+            })
+            .collect();
+        assert_eq!(lines.len(), 1, "{resource} reported once: {log}");
+        assert!(
+            lines[0].contains(&format!("a Role in namespace {ns}")),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].contains("verbs: [\"list\", \"watch\""),
+            "{}",
+            lines[0]
+        );
+    }
+    let attempts: Vec<_> = requests_by(&cluster, &identity.user)
+        .into_iter()
+        .filter(|r| r.resource == "secrets" || r.resource == "statefulsets")
+        .collect();
+    assert!(
+        attempts.is_empty(),
+        "skipped kinds are never requested: {attempts:?}"
+    );
+}
