@@ -24,6 +24,10 @@ use crate::error::Error;
                   service account, in that order."
 )]
 pub struct Cli {
+    /// A helper command instead of running the controller.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Log format: "json" for JSON lines, "" or "text" for human-readable text.
     #[arg(long, default_value = "")]
     pub log_format: String,
@@ -128,6 +132,18 @@ pub struct Cli {
     /// Annotation key written while a Deployment is paused by us.
     #[arg(long, default_value = "deployment.reloader.stakater.com/paused-at")]
     pub pause_deployment_time_annotation: String,
+}
+
+/// Helper commands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print the env-var name and the digest (as kube-reloader and stakater/Reloader compute
+    /// them) of every ConfigMap and Secret in YAML or JSON manifests; FILE "-" reads stdin.
+    /// Secret values are never printed.
+    Digest {
+        /// Manifest file (multi-document YAML, JSON, or a kubectl List), or "-" for stdin.
+        file: String,
+    },
 }
 
 /// Go `strconv.ParseBool`, as pflag parses boolean flags.

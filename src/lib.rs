@@ -5,6 +5,7 @@
 //! sets up logging and calls [`run`].
 
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod model;

@@ -3,11 +3,23 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kube_reloader::{Cli, ops};
+use kube_reloader::config::Command;
+use kube_reloader::{Cli, commands, ops};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Cli::parse().into_settings() {
+    let cli = Cli::parse();
+    if let Some(Command::Digest { file }) = &cli.command {
+        return match commands::digest::run(file) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("kube-reloader: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let settings = match cli.into_settings() {
         Ok(settings) => settings,
         Err(e) => {
             // Same exit code clap uses for a malformed command line.

@@ -218,3 +218,54 @@ async fn bad_flags_fail_before_start() {
         "{stderr}"
     );
 }
+
+/// `kube-reloader digest -`: upstream-compatible digests and env-var names from manifests;
+/// bad documents are named; Secret values never appear in the output.
+#[tokio::test]
+async fn digest_command_prints_upstream_digests_and_hides_secret_values() {
+    use tokio::io::AsyncWriteExt;
+    let manifests = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: foo-config, namespace: default}\n\
+                     data: {a: \"1\", b: \"2\"}\n---\n\
+                     apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: prod}\n\
+                     stringData: {password: planted-secret-value-7f3a}\n---\n\
+                     apiVersion: v1\nkind: Secret\nmetadata: {name: broken}\ndata: {k: planted-secret-value-7f3a}\n";
+    let mut child = tokio::process::Command::new(BINARY)
+        .args(["digest", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifests.as_bytes())
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let secret_digest = kube_reloader::model::digest::secret_data([(
+        "password",
+        b"planted-secret-value-7f3a".as_slice(),
+    )]);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        vec![
+            "default/foo-config\tCONFIGMAP\tSTAKATER_FOO_CONFIG_CONFIGMAP\tf83e99e324ba68ccc373a58ef1eb42f8ab88646a".to_owned(),
+            format!("prod/db\tSECRET\tSTAKATER_DB_SECRET\t{secret_digest}"),
+        ]
+    );
+    assert!(stderr.contains("document 3: Secret broken"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a bad document fails the command"
+    );
+    assert!(!stdout.contains("planted-secret") && !stderr.contains("planted-secret"));
+}

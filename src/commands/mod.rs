@@ -1,0 +1,3 @@
+//! Subcommands that help users without touching a cluster.
+
+pub mod digest;
