@@ -7,6 +7,8 @@
 
 mod binary;
 mod controller;
+mod fixtures;
+mod options;
 mod rbac;
 mod reload;
 mod smoke;

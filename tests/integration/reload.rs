@@ -3,135 +3,13 @@
 //! service account holding only the RBAC the controller needs.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, Resource};
-use kube_reloader::model::digest;
-use kube_reloader::model::plan::LEDGER_ANNOTATION;
-use kube_reloader_testenv::{ClusterInfo, Tier};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::controller::{Controller, controller_rules, identity_with_rules, requests_by};
-use crate::support::{cluster, eventually};
-
-/// Upstream's digest of ConfigMap data written as `k=v;k=v` (Secret data hashes the same).
-fn sha1(entries: &str) -> String {
-    let pairs: Vec<(&str, &str)> = entries
-        .split(';')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap())
-        .collect();
-    digest::configmap_data(pairs, []).to_string()
-}
-
-async fn create<K>(client: &Client, ns: &str, manifest: Value) -> K
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-{
-    let object: K = serde_json::from_value(manifest).unwrap();
-    Api::<K>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &object)
-        .await
-        .unwrap()
-}
-
-fn deployment(name: &str, annotations: Value, pod_spec: Value) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec}
-        }
-    })
-}
-
-fn configmap(name: &str, data: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
-}
-
-async fn set_configmap(client: &Client, ns: &str, name: &str, data: Value) {
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": data})),
-        )
-        .await
-        .unwrap();
-}
-
-fn env_of(deployment: &Deployment, container: &str) -> Vec<(String, String)> {
-    deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers
-        .iter()
-        .filter(|c| c.name == container)
-        .flat_map(|c| c.env.clone().unwrap_or_default())
-        .filter(|e| e.name.starts_with("STAKATER_"))
-        .map(|e| (e.name, e.value.unwrap_or_default()))
-        .collect()
-}
-
-/// The pod template: a rollout happens exactly when it changes. (A Deployment's generation
-/// also moves on metadata annotation changes, so it is no rollout signal.)
-fn template_of(deployment: &Deployment) -> Value {
-    serde_json::to_value(&deployment.spec.as_ref().unwrap().template).unwrap()
-}
-
-fn ledger_of(deployment: &Deployment) -> Option<Value> {
-    deployment
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(LEDGER_ANNOTATION)
-        .map(|l| serde_json::from_str(l).unwrap())
-}
-
-async fn wait_deployment<F>(api: &Api<Deployment>, name: &str, what: &str, check: F) -> Deployment
-where
-    F: Fn(&Deployment) -> bool,
-{
-    eventually(what, || async {
-        let d = api.get(name).await.map_err(|e| e.to_string())?;
-        if check(&d) {
-            Ok(d)
-        } else {
-            Err(format!(
-                "{:?} / {:?}",
-                d.metadata.annotations,
-                d.spec.as_ref().map(|s| &s.template)
-            ))
-        }
-    })
-    .await
-}
-
-async fn events(client: &Client, ns: &str) -> Vec<Event> {
-    Api::<Event>::namespaced(client.clone(), ns)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-}
-
-async fn setup(prefix: &str) -> (ClusterInfo, String, Client) {
-    let cluster = cluster(Tier::A).await;
-    let ns = cluster.create_namespace(prefix).await.unwrap();
-    let client = cluster.client().await.unwrap();
-    (cluster, ns, client)
-}
+use crate::fixtures::*;
+use crate::support::eventually;
 
 /// Checklist 2, 5, 17-19, 49: a named ConfigMap change puts upstream's env var with upstream's
 /// hash on exactly the container that uses it, with one PATCH and no GET or LIST per change;

@@ -1,0 +1,449 @@
+//! Scope flags, create/delete handling and bad input, on the real API server.
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube_reloader::model::digest;
+use kube_reloader_testenv::Tier;
+use serde_json::json;
+
+use crate::controller::{Controller, controller_rules, identity_with_rules, requests_by};
+use crate::fixtures::*;
+use crate::support::{cluster, eventually};
+
+fn auto_spec(configmaps: &[&str], secrets: &[&str]) -> serde_json::Value {
+    let mut env_from: Vec<serde_json::Value> = configmaps
+        .iter()
+        .map(|n| json!({"configMapRef": {"name": n}}))
+        .collect();
+    env_from.extend(secrets.iter().map(|n| json!({"secretRef": {"name": n}})));
+    json!({"containers": [{"name": "app", "image": "registry.invalid/app", "envFrom": env_from}]})
+}
+
+/// Checklist 32-34: --reload-on-create reloads when a referenced ConfigMap appears while we run;
+/// --reload-on-delete removes the env var again. Without the flags, creation only records a
+/// baseline and deletion writes nothing.
+#[tokio::test]
+async fn reload_on_create_and_delete() {
+    let (cluster, ns, client) = setup("create-delete").await;
+    let named = json!({"configmap.reloader.stakater.com/reload": "late"});
+    let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]});
+    create::<Deployment>(&client, &ns, deployment("web", named, spec)).await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let controller = Controller::start(
+        &cluster,
+        &identity,
+        &ns,
+        &[
+            "--namespaces",
+            &ns,
+            "--reload-on-create=true",
+            "--reload-on-delete=true",
+        ],
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    create::<ConfigMap>(&client, &ns, configmap("late", json!({"a": "1"}))).await;
+    let created = wait_deployment(
+        &deployments,
+        "web",
+        "a reload for the created ConfigMap",
+        |d| !env_of(d, "app").is_empty(),
+    )
+    .await;
+    assert_eq!(
+        env_of(&created, "app"),
+        vec![("STAKATER_LATE_CONFIGMAP".to_owned(), sha1("a=1"))]
+    );
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .delete("late", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleted = wait_deployment(&deployments, "web", "the env var to be removed", |d| {
+        env_of(d, "app").is_empty()
+    })
+    .await;
+    assert!(
+        ledger_of(&deleted).is_none(),
+        "{:?}",
+        deleted.metadata.annotations
+    );
+    controller.stop();
+}
+
+/// Without --reload-on-create, a referenced ConfigMap that appears later is recorded (no
+/// rollout); its next data change reloads.
+#[tokio::test]
+async fn a_missing_source_created_later_is_a_baseline_then_reloads_on_change() {
+    let (cluster, ns, client) = setup("missing").await;
+    let original = create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "web",
+            json!({"reloader.stakater.com/auto": "true"}),
+            auto_spec(&["later"], &[]),
+        ),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    create::<ConfigMap>(&client, &ns, configmap("later", json!({"a": "1"}))).await;
+    let recorded = wait_deployment(
+        &deployments,
+        "web",
+        "the created ConfigMap's baseline",
+        |d| ledger_of(d).is_some(),
+    )
+    .await;
+    assert_eq!(
+        template_of(&recorded),
+        template_of(&original),
+        "no rollout on create"
+    );
+    set_configmap(&client, &ns, "later", json!({"a": "2"})).await;
+    wait_deployment(&deployments, "web", "the reload", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    controller.stop();
+}
+
+/// Checklist 37: --namespace-selector (global mode) acts only in matching namespaces and picks
+/// up a namespace labelled while running, without a restart.
+#[tokio::test]
+async fn namespace_selector_picks_up_a_namespace_labelled_later() {
+    let cluster = cluster(Tier::A).await;
+    let client = cluster.client().await.unwrap();
+    let selected = cluster.create_namespace("selected").await.unwrap();
+    let later = cluster.create_namespace("later").await.unwrap();
+    let label = format!("reload-test-{selected}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            &selected,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {&label: "yes"}}})),
+        )
+        .await
+        .unwrap();
+    for ns in [&selected, &later] {
+        create::<ConfigMap>(&client, ns, configmap("cfg", json!({"v": "1"}))).await;
+        create::<Deployment>(
+            &client,
+            ns,
+            deployment(
+                "web",
+                json!({"reloader.stakater.com/auto": "true"}),
+                auto_spec(&["cfg"], &[]),
+            ),
+        )
+        .await;
+    }
+    let identity = identity_with_rules(&cluster, &selected, controller_rules()).await;
+    let controller = Controller::start(
+        &cluster,
+        &identity,
+        &selected,
+        &[&format!("--namespace-selector={label}:yes")],
+    )
+    .await;
+    let in_selected: Api<Deployment> = Api::namespaced(client.clone(), &selected);
+    let in_later: Api<Deployment> = Api::namespaced(client.clone(), &later);
+    wait_deployment(
+        &in_selected,
+        "web",
+        "the selected namespace's baseline",
+        |d| ledger_of(d).is_some(),
+    )
+    .await;
+    set_configmap(&client, &later, "cfg", json!({"v": "2"})).await;
+    set_configmap(&client, &selected, "cfg", json!({"v": "2"})).await;
+    wait_deployment(
+        &in_selected,
+        "web",
+        "the reload in the selected namespace",
+        |d| !env_of(d, "app").is_empty(),
+    )
+    .await;
+    let untouched = in_later.get("web").await.unwrap();
+    assert!(
+        ledger_of(&untouched).is_none() && env_of(&untouched, "app").is_empty(),
+        "not selected yet"
+    );
+
+    namespaces
+        .patch(
+            &later,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {&label: "yes"}}})),
+        )
+        .await
+        .unwrap();
+    wait_deployment(
+        &in_later,
+        "web",
+        "the newly selected namespace's baseline",
+        |d| ledger_of(d).is_some(),
+    )
+    .await;
+    set_configmap(&client, &later, "cfg", json!({"v": "3"})).await;
+    let reloaded = wait_deployment(
+        &in_later,
+        "web",
+        "a reload in the newly selected namespace",
+        |d| !env_of(d, "app").is_empty(),
+    )
+    .await;
+    assert_eq!(
+        env_of(&reloaded, "app"),
+        vec![("STAKATER_CFG_CONFIGMAP".to_owned(), sha1("v=3"))]
+    );
+    controller.stop();
+}
+
+/// Checklist 35, 38: --resource-label-selector watches only matching sources (server-side);
+/// --resources-to-ignore=secrets never watches Secrets.
+#[tokio::test]
+async fn label_selector_and_ignored_resource_types() {
+    let (cluster, ns, client) = setup("selectors").await;
+    let labelled = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "labelled", "labels": {"reload": "true"}}, "data": {"a": "1"}});
+    create::<ConfigMap>(&client, &ns, labelled).await;
+    create::<ConfigMap>(&client, &ns, configmap("plain", json!({"a": "1"}))).await;
+    create::<Secret>(
+        &client,
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "creds", "labels": {"reload": "true"}}, "stringData": {"k": "1"}}),
+    )
+    .await;
+    for name in ["uses-plain", "uses-secret", "uses-labelled"] {
+        let spec = match name {
+            "uses-plain" => auto_spec(&["plain"], &[]),
+            "uses-secret" => auto_spec(&[], &["creds"]),
+            _ => auto_spec(&["labelled"], &[]),
+        };
+        create::<Deployment>(
+            &client,
+            &ns,
+            deployment(name, json!({"reloader.stakater.com/auto": "true"}), spec),
+        )
+        .await;
+    }
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let controller = Controller::start(
+        &cluster,
+        &identity,
+        &ns,
+        &[
+            "--namespaces",
+            &ns,
+            "--resource-label-selector=reload=true",
+            "--resources-to-ignore=secrets",
+        ],
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_deployment(&deployments, "uses-labelled", "the baseline", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+    set_configmap(&client, &ns, "plain", json!({"a": "2"})).await;
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .patch(
+            "creds",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"k": "2"}})),
+        )
+        .await
+        .unwrap();
+    set_configmap(&client, &ns, "labelled", json!({"a": "2"})).await;
+    wait_deployment(
+        &deployments,
+        "uses-labelled",
+        "the labelled ConfigMap's reload",
+        |d| !env_of(d, "app").is_empty(),
+    )
+    .await;
+    for name in ["uses-plain", "uses-secret"] {
+        let d = deployments.get(name).await.unwrap();
+        assert!(
+            ledger_of(&d).is_none() && env_of(&d, "app").is_empty(),
+            "{name} must not track anything"
+        );
+    }
+    controller.stop();
+    let requests = requests_by(&cluster, &identity.user);
+    assert!(
+        !requests.iter().any(|r| r.resource == "secrets"),
+        "Secrets are never watched"
+    );
+}
+
+/// Bad input: a 1 MiB ConfigMap with binaryData, Secret bytes that are not UTF-8, an unknown
+/// auto value and a Deployment whose sources do not exist: nothing crashes, digests match
+/// upstream's formula, the "yes" workload is never written.
+#[tokio::test]
+async fn big_binary_and_non_utf8_sources_and_unknown_annotation_values() {
+    let (cluster, ns, client) = setup("bad-input").await;
+    let big = "x".repeat(1024 * 1024 - 64);
+    let cm = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some("big".into()),
+            ..Default::default()
+        },
+        data: Some([("text".to_owned(), big.clone())].into()),
+        binary_data: Some([("blob".to_owned(), ByteString(vec![0, 159, 146, 150]))].into()),
+        ..Default::default()
+    };
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some("raw".into()),
+            ..Default::default()
+        },
+        data: Some([("key".to_owned(), ByteString(vec![0xff, 0xfe, 0x00, 0x41]))].into()),
+        ..Default::default()
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "web",
+            json!({"reloader.stakater.com/auto": "true"}),
+            auto_spec(&["big", "absent"], &["raw"]),
+        ),
+    )
+    .await;
+    let yes = create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "yes",
+            json!({"reloader.stakater.com/auto": "yes"}),
+            auto_spec(&["big"], &["raw"]),
+        ),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let recorded = wait_deployment(&deployments, "web", "the baseline", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+    let ledger = ledger_of(&recorded).unwrap();
+    assert_eq!(ledger["configmap/big"], digest::configmap(&cm).to_string());
+    assert_eq!(ledger["secret/raw"], digest::secret(&secret).to_string());
+    assert!(ledger.get("configmap/absent").is_none());
+
+    let changed = Secret {
+        data: Some([("key".to_owned(), ByteString(vec![0xff, 0x00, 0x80]))].into()),
+        ..secret.clone()
+    };
+    secrets
+        .replace(
+            "raw",
+            &PostParams::default(),
+            &Secret {
+                metadata: secrets.get("raw").await.unwrap().metadata,
+                ..changed.clone()
+            },
+        )
+        .await
+        .unwrap();
+    let reloaded = wait_deployment(&deployments, "web", "the Secret reload", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    assert_eq!(
+        env_of(&reloaded, "app"),
+        vec![(
+            "STAKATER_RAW_SECRET".to_owned(),
+            digest::secret(&changed).to_string()
+        )]
+    );
+    eventually("the controller to stay live", || async {
+        match controller.get("/live").await? {
+            (200, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let untouched = deployments.get("yes").await.unwrap();
+    assert_eq!(template_of(&untouched), template_of(&yes));
+    assert!(
+        ledger_of(&untouched).is_none(),
+        "auto: \"yes\" is not true for Go's ParseBool"
+    );
+    let log = controller.stop();
+    assert!(
+        !log.contains("xxxxxxxxxxxxxxxx"),
+        "no ConfigMap data in logs"
+    );
+}
+
+/// A namespace deleted while its sources change does not stop reloads elsewhere.
+#[tokio::test]
+async fn a_namespace_deleted_under_load_does_not_stop_other_namespaces() {
+    let cluster = cluster(Tier::B).await;
+    let client = cluster.client().await.unwrap();
+    let doomed = cluster.create_namespace("doomed").await.unwrap();
+    let alive = cluster.create_namespace("alive").await.unwrap();
+    for ns in [&doomed, &alive] {
+        for i in 0..5 {
+            let name = format!("cfg-{i}");
+            create::<ConfigMap>(&client, ns, configmap(&name, json!({"v": "1"}))).await;
+            create::<Deployment>(
+                &client,
+                ns,
+                deployment(
+                    &format!("web-{i}"),
+                    json!({"reloader.stakater.com/auto": "true"}),
+                    auto_spec(&[&name], &[]),
+                ),
+            )
+            .await;
+        }
+    }
+    let identity = identity_with_rules(&cluster, &alive, controller_rules()).await;
+    let scope = format!("--namespaces={doomed},{alive}");
+    let controller = Controller::start(&cluster, &identity, &alive, &[&scope]).await;
+    let in_alive: Api<Deployment> = Api::namespaced(client.clone(), &alive);
+    wait_deployment(&in_alive, "web-4", "the baseline", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+    for i in 0..5 {
+        set_configmap(&client, &doomed, &format!("cfg-{i}"), json!({"v": "2"})).await;
+    }
+    Api::<Namespace>::all(client.clone())
+        .delete(&doomed, &DeleteParams::default())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        set_configmap(&client, &alive, &format!("cfg-{i}"), json!({"v": "2"})).await;
+    }
+    for i in 0..5 {
+        wait_deployment(
+            &in_alive,
+            &format!("web-{i}"),
+            "reloads in the surviving namespace",
+            |d| !env_of(d, "app").is_empty(),
+        )
+        .await;
+    }
+    assert_eq!(controller.get("/live").await.unwrap().0, 200);
+    controller.stop();
+}
