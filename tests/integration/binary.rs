@@ -210,6 +210,24 @@ async fn bad_flags_fail_before_start() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("--no-such-flag"));
 
+    for (args, flag) in [
+        (&["--reload-strategy=rolling"][..], "--reload-strategy"),
+        (
+            &["--resources-to-ignore=configmaps,secrets"][..],
+            "--resources-to-ignore",
+        ),
+        (
+            &["--namespace-selector=env=a b"][..],
+            "--namespace-selector",
+        ),
+        (&["--enable-ha=maybe"][..], "--enable-ha"),
+    ] {
+        let output = run(args, "/nonexistent/kubeconfig").await;
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+
     let no_config = run(&["--http-addr", "127.0.0.1:0"], "/nonexistent/kubeconfig").await;
     assert_eq!(no_config.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&no_config.stderr);

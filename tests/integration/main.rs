@@ -7,6 +7,7 @@
 
 mod binary;
 mod controller;
+mod decisions;
 mod fixtures;
 mod options;
 mod rbac;

@@ -447,3 +447,71 @@ async fn a_namespace_deleted_under_load_does_not_stop_other_namespaces() {
     assert_eq!(controller.get("/live").await.unwrap().0, 200);
     controller.stop();
 }
+
+/// Secrets stay secret: a planted Secret value appears in no log line, Event or metric, even
+/// with debug logging, across baseline and reload.
+#[tokio::test]
+async fn secret_values_never_reach_logs_events_or_metrics() {
+    let (cluster, ns, client) = setup("secrecy").await;
+    let planted = format!("planted-{}-value", std::process::id());
+    create::<Secret>(
+        &client,
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "creds"}, "stringData": {"password": planted}}),
+    )
+    .await;
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "web",
+            json!({"secret.reloader.stakater.com/reload": "creds"}),
+            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
+        ),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let controller = Controller::start(
+        &cluster,
+        &identity,
+        &ns,
+        &["--namespaces", &ns, "--log-level=trace"],
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_deployment(&deployments, "web", "the baseline", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+    let rotated = format!("{planted}-rotated");
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .patch(
+            "creds",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": rotated}})),
+        )
+        .await
+        .unwrap();
+    wait_deployment(&deployments, "web", "the reload", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    let (_, metrics) = controller.get("/metrics").await.unwrap();
+    let events = events(&client, &ns).await;
+    let log = controller.stop();
+    assert!(
+        log.contains("Changes detected in 'creds'"),
+        "the reload was logged: {log}"
+    );
+    for (place, text) in [
+        ("log", log),
+        ("metrics", metrics),
+        ("events", format!("{events:?}")),
+    ] {
+        assert!(
+            !text.contains(&planted),
+            "the Secret value leaked into the {place}"
+        );
+    }
+}
