@@ -515,3 +515,61 @@ async fn secret_values_never_reach_logs_events_or_metrics() {
         );
     }
 }
+
+/// Checklist 32: with --reload-on-create and --sync-after-restart, sources that exist at start
+/// count as just created: a workload with no marker for them reloads once; a second start with
+/// the markers in place writes nothing (upstream re-rolls every time under annotations).
+#[tokio::test]
+async fn sync_after_restart_reloads_unrecorded_workloads_once() {
+    let (cluster, ns, client) = setup("sync-after-restart").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"a": "1"}))).await;
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "web",
+            json!({"configmap.reloader.stakater.com/reload": "cfg"}),
+            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
+        ),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let args = [
+        "--namespaces",
+        ns.as_str(),
+        "--reload-on-create=true",
+        "--sync-after-restart",
+    ];
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let first = Controller::start(&cluster, &identity, "sync-1", &args).await;
+    let reloaded = wait_deployment(&deployments, "web", "the sync-after-restart reload", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    assert_eq!(
+        env_of(&reloaded, "app"),
+        vec![("STAKATER_CFG_CONFIGMAP".to_owned(), sha1("a=1"))]
+    );
+    first.stop();
+    let second = Controller::start(&cluster, &identity, "sync-2", &args).await;
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "sentinel",
+            json!({"configmap.reloader.stakater.com/reload": "cfg"}),
+            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
+        ),
+    )
+    .await;
+    wait_deployment(&deployments, "sentinel", "the sentinel's reload", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    second.stop();
+    let patches = requests_by(&cluster, &identity.user)
+        .into_iter()
+        .filter(|r| r.verb == "patch" && r.name == "web")
+        .count();
+    assert_eq!(patches, 1, "the second start wrote nothing to web");
+}
