@@ -49,14 +49,22 @@ async fn tier_a_configmap_create_read_and_watch() {
         .await
         .unwrap();
 
+    // Only our object: with a controller manager running (tier B, other tests), the
+    // root-CA publisher adds kube-root-ca.crt to every new namespace at any moment.
+    let ours = |cm: &ConfigMap| cm.metadata.name.as_deref() == Some("settings");
+    let level = |cm: ConfigMap| {
+        cm.data
+            .unwrap_or_default()
+            .get("level")
+            .cloned()
+            .unwrap_or_default()
+    };
     let mut seen = Vec::new();
     while seen.len() < 2 {
         match events.try_next().await.unwrap() {
-            Some(WatchEvent::Added(cm)) => seen.push(("added", cm.data.unwrap()["level"].clone())),
-            Some(WatchEvent::Modified(cm)) => {
-                seen.push(("modified", cm.data.unwrap()["level"].clone()))
-            }
-            Some(WatchEvent::Bookmark(_)) => {}
+            Some(WatchEvent::Added(cm)) if ours(&cm) => seen.push(("added", level(cm))),
+            Some(WatchEvent::Modified(cm)) if ours(&cm) => seen.push(("modified", level(cm))),
+            Some(WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Bookmark(_)) => {}
             other => panic!("unexpected watch event {other:?}"),
         }
     }
