@@ -562,3 +562,118 @@ async fn missing_rbac_is_reported_once_and_that_kind_skipped() {
         "skipped kinds are never requested: {attempts:?}"
     );
 }
+
+/// One workload whose PATCH starts failing (RBAC then allows patching only "good") gets a
+/// ReloadFail Event and is retried with backoff while the others reload; once allowed again,
+/// the pending reload lands with the digest of the change it missed.
+#[tokio::test]
+async fn a_failing_workload_is_retried_and_never_blocks_the_others() {
+    let (cluster, ns, client) = setup("failing").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
+    for name in ["good", "bad"] {
+        create::<Deployment>(
+            &client,
+            &ns,
+            deployment(
+                name,
+                json!({"configmap.reloader.stakater.com/reload": "cfg"}),
+                json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
+            ),
+        )
+        .await;
+    }
+    let rules = |patchable: &[&str]| {
+        json!([
+            {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": patchable, "verbs": ["patch"]},
+            {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+        ])
+    };
+    let identity = identity_with_rules(&cluster, &ns, rules(&["good", "bad"])).await;
+    let set_rules = |patchable: &'static [&'static str]| {
+        let cluster = cluster.clone();
+        let ns = ns.clone();
+        let body = json!({"rules": rules(patchable)});
+        async move {
+            let admin = cluster.client().await.unwrap();
+            Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(admin)
+                .patch(
+                    &format!("kube-reloader-{ns}"),
+                    &PatchParams::default(),
+                    &Patch::Merge(body),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    for name in ["good", "bad"] {
+        wait_deployment(&deployments, name, "the baseline", |d| {
+            ledger_of(d).is_some()
+        })
+        .await;
+    }
+
+    set_rules(&["good"]).await;
+    let probe = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
+        cluster.client_as(&identity).await.unwrap(),
+        &ns,
+    );
+    eventually("the RBAC change to take effect", || async {
+        match probe
+            .patch("bad", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.code == 403 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
+    wait_deployment(
+        &deployments,
+        "good",
+        "the reload of the healthy workload",
+        |d| !env_of(d, "app").is_empty(),
+    )
+    .await;
+    let warning = eventually("the ReloadFail warning", || async {
+        events(&client, &ns)
+            .await
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("ReloadFail"))
+            .ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert_eq!(warning.involved_object.name.as_deref(), Some("bad"));
+    assert!(
+        warning
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("Update for 'bad' of type 'Deployment' in namespace"),
+        "{warning:?}"
+    );
+    assert!(
+        controller
+            .metric("reloader_reload_executed_total{success=\"false\"}")
+            .await
+            >= 1.0
+    );
+    assert!(env_of(&deployments.get("bad").await.unwrap(), "app").is_empty());
+
+    set_rules(&["good", "bad"]).await;
+    let bad = wait_deployment(&deployments, "bad", "the retried reload", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    assert_eq!(
+        env_of(&bad, "app"),
+        vec![("STAKATER_CFG_CONFIGMAP".to_owned(), sha1("v=2"))]
+    );
+    let log = controller.stop();
+    assert!(log.contains("will retry"), "{log}");
+}
