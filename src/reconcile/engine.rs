@@ -235,6 +235,18 @@ impl Engine {
         missing
     }
 
+    /// After a (re)list of sources or namespaces: the first one counts towards readiness;
+    /// a later one (after a watch gap) re-plans the namespaces where something changed.
+    fn relisted(&self, first: &mut bool, changed_namespaces: Vec<String>) {
+        if std::mem::replace(first, false) {
+            self.mark_synced();
+        } else {
+            for ns in changed_namespaces {
+                self.enqueue_namespace(&ns);
+            }
+        }
+    }
+
     fn mark_synced(&self) {
         self.synced.send_modify(|n| *n += 1);
     }
@@ -308,14 +320,7 @@ impl Engine {
                         std::mem::take(&mut fresh),
                         keep_tombstones,
                     );
-                    if first {
-                        first = false;
-                        self.mark_synced();
-                    } else {
-                        for ns in changed {
-                            self.enqueue_namespace(&ns);
-                        }
-                    }
+                    self.relisted(&mut first, changed);
                 }
                 Ok(watcher::Event::Apply(object)) => {
                     let Some(ns) = object.namespace() else {
@@ -408,14 +413,7 @@ impl Engine {
                 }
                 Ok(watcher::Event::InitDone) => {
                     let changed = self.filter.replace_selected(std::mem::take(&mut fresh));
-                    if first {
-                        first = false;
-                        self.mark_synced();
-                    } else {
-                        for ns in changed {
-                            self.enqueue_namespace(&ns);
-                        }
-                    }
+                    self.relisted(&mut first, changed);
                 }
                 Ok(watcher::Event::Apply(ns)) => {
                     if self.filter.set_selected(&ns.name_any(), true) {

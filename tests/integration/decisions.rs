@@ -167,11 +167,11 @@ async fn decision_rules_match_upstream() {
             .await
             .unwrap();
     }
-    let named = wait_deployment(
+    let named = wait_env(
         &deployments,
         "custom-named-regex",
+        "first",
         "the named reload",
-        |d| !env_of(d, "first").is_empty(),
     )
     .await;
     assert_eq!(
@@ -179,20 +179,23 @@ async fn decision_rules_match_upstream() {
         vec![("STAKATER_APP_CONFIG_X_CONFIGMAP".to_owned(), sha1("v=2"))]
     );
     assert!(env_of(&named, "second").is_empty());
-    let init = wait_deployment(&deployments, "init-only", "the initContainer reload", |d| {
-        !env_of(d, "main").is_empty()
-    })
+    let init = wait_env(
+        &deployments,
+        "init-only",
+        "main",
+        "the initContainer reload",
+    )
     .await;
     assert_eq!(
         env_of(&init, "main"),
         vec![("STAKATER_CFG_CONFIGMAP".to_owned(), sha1("v=2"))]
     );
     assert!(env_of(&init, "other").is_empty());
-    wait_deployment(
+    wait_env(
         &deployments,
         "template-auto",
+        "app",
         "the template fallback's reload",
-        |d| !env_of(d, "app").is_empty(),
     )
     .await;
     for name in ["default-key-unused", "opt-out"] {

@@ -48,6 +48,26 @@ pub fn deployment(name: &str, annotations: Value, pod_spec: Value) -> Value {
     })
 }
 
+/// Creates a Deployment with one container "app" that names `configmap` in
+/// `configmap.reloader.stakater.com/reload` (and does not reference it).
+pub async fn named_deployment(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    configmap: &str,
+) -> Deployment {
+    create::<Deployment>(
+        client,
+        ns,
+        deployment(
+            name,
+            json!({"configmap.reloader.stakater.com/reload": configmap}),
+            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
+        ),
+    )
+    .await
+}
+
 pub fn configmap(name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
 }
@@ -118,6 +138,16 @@ where
         }
     })
     .await
+}
+
+/// Waits until `container` of Deployment `name` carries a STAKATER_* env var (a reload).
+pub async fn wait_env(
+    api: &Api<Deployment>,
+    name: &str,
+    container: &str,
+    what: &str,
+) -> Deployment {
+    wait_deployment(api, name, what, |d| !env_of(d, container).is_empty()).await
 }
 
 pub async fn events(client: &Client, ns: &str) -> Vec<Event> {

@@ -45,11 +45,11 @@ async fn reload_on_create_and_delete() {
     .await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     create::<ConfigMap>(&client, &ns, configmap("late", json!({"a": "1"}))).await;
-    let created = wait_deployment(
+    let created = wait_env(
         &deployments,
         "web",
+        "app",
         "a reload for the created ConfigMap",
-        |d| !env_of(d, "app").is_empty(),
     )
     .await;
     assert_eq!(
@@ -104,10 +104,7 @@ async fn a_missing_source_created_later_is_a_baseline_then_reloads_on_change() {
         "no rollout on create"
     );
     set_configmap(&client, &ns, "later", json!({"a": "2"})).await;
-    wait_deployment(&deployments, "web", "the reload", |d| {
-        !env_of(d, "app").is_empty()
-    })
-    .await;
+    wait_env(&deployments, "web", "app", "the reload").await;
     controller.stop();
 }
 
@@ -161,11 +158,11 @@ async fn namespace_selector_picks_up_a_namespace_labelled_later() {
     .await;
     set_configmap(&client, &later, "cfg", json!({"v": "2"})).await;
     set_configmap(&client, &selected, "cfg", json!({"v": "2"})).await;
-    wait_deployment(
+    wait_env(
         &in_selected,
         "web",
+        "app",
         "the reload in the selected namespace",
-        |d| !env_of(d, "app").is_empty(),
     )
     .await;
     let untouched = in_later.get("web").await.unwrap();
@@ -190,11 +187,11 @@ async fn namespace_selector_picks_up_a_namespace_labelled_later() {
     )
     .await;
     set_configmap(&client, &later, "cfg", json!({"v": "3"})).await;
-    let reloaded = wait_deployment(
+    let reloaded = wait_env(
         &in_later,
         "web",
+        "app",
         "a reload in the newly selected namespace",
-        |d| !env_of(d, "app").is_empty(),
     )
     .await;
     assert_eq!(
@@ -261,11 +258,11 @@ async fn label_selector_and_ignored_resource_types() {
         .await
         .unwrap();
     set_configmap(&client, &ns, "labelled", json!({"a": "2"})).await;
-    wait_deployment(
+    wait_env(
         &deployments,
         "uses-labelled",
+        "app",
         "the labelled ConfigMap's reload",
-        |d| !env_of(d, "app").is_empty(),
     )
     .await;
     for name in ["uses-plain", "uses-secret"] {
@@ -363,10 +360,7 @@ async fn big_binary_and_non_utf8_sources_and_unknown_annotation_values() {
         )
         .await
         .unwrap();
-    let reloaded = wait_deployment(&deployments, "web", "the Secret reload", |d| {
-        !env_of(d, "app").is_empty()
-    })
-    .await;
+    let reloaded = wait_env(&deployments, "web", "app", "the Secret reload").await;
     assert_eq!(
         env_of(&reloaded, "app"),
         vec![(
@@ -436,11 +430,11 @@ async fn a_namespace_deleted_under_load_does_not_stop_other_namespaces() {
         set_configmap(&client, &alive, &format!("cfg-{i}"), json!({"v": "2"})).await;
     }
     for i in 0..5 {
-        wait_deployment(
+        wait_env(
             &in_alive,
             &format!("web-{i}"),
+            "app",
             "reloads in the surviving namespace",
-            |d| !env_of(d, "app").is_empty(),
         )
         .await;
     }
@@ -493,10 +487,7 @@ async fn secret_values_never_reach_logs_events_or_metrics() {
         )
         .await
         .unwrap();
-    wait_deployment(&deployments, "web", "the reload", |d| {
-        !env_of(d, "app").is_empty()
-    })
-    .await;
+    wait_env(&deployments, "web", "app", "the reload").await;
     let (_, metrics) = controller.get("/metrics").await.unwrap();
     let events = events(&client, &ns).await;
     let log = controller.stop();
@@ -523,16 +514,7 @@ async fn secret_values_never_reach_logs_events_or_metrics() {
 async fn sync_after_restart_reloads_unrecorded_workloads_once() {
     let (cluster, ns, client) = setup("sync-after-restart").await;
     create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"a": "1"}))).await;
-    create::<Deployment>(
-        &client,
-        &ns,
-        deployment(
-            "web",
-            json!({"configmap.reloader.stakater.com/reload": "cfg"}),
-            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
-        ),
-    )
-    .await;
+    named_deployment(&client, &ns, "web", "cfg").await;
     let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
     let args = [
         "--namespaces",
@@ -542,30 +524,15 @@ async fn sync_after_restart_reloads_unrecorded_workloads_once() {
     ];
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let first = Controller::start(&cluster, &identity, "sync-1", &args).await;
-    let reloaded = wait_deployment(&deployments, "web", "the sync-after-restart reload", |d| {
-        !env_of(d, "app").is_empty()
-    })
-    .await;
+    let reloaded = wait_env(&deployments, "web", "app", "the sync-after-restart reload").await;
     assert_eq!(
         env_of(&reloaded, "app"),
         vec![("STAKATER_CFG_CONFIGMAP".to_owned(), sha1("a=1"))]
     );
     first.stop();
     let second = Controller::start(&cluster, &identity, "sync-2", &args).await;
-    create::<Deployment>(
-        &client,
-        &ns,
-        deployment(
-            "sentinel",
-            json!({"configmap.reloader.stakater.com/reload": "cfg"}),
-            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
-        ),
-    )
-    .await;
-    wait_deployment(&deployments, "sentinel", "the sentinel's reload", |d| {
-        !env_of(d, "app").is_empty()
-    })
-    .await;
+    named_deployment(&client, &ns, "sentinel", "cfg").await;
+    wait_env(&deployments, "sentinel", "app", "the sentinel's reload").await;
     second.stop();
     let patches = requests_by(&cluster, &identity.user)
         .into_iter()

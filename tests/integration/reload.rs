@@ -47,10 +47,7 @@ async fn named_configmap_change_sets_the_env_var_with_one_patch() {
     );
 
     set_configmap(&client, &ns, "foo-config", json!({"a": "1", "b": "2"})).await;
-    let reloaded = wait_deployment(&deployments, "web", "STAKATER_FOO_CONFIG_CONFIGMAP", |d| {
-        !env_of(d, "app").is_empty()
-    })
-    .await;
+    let reloaded = wait_env(&deployments, "web", "app", "STAKATER_FOO_CONFIG_CONFIGMAP").await;
     assert_eq!(
         env_of(&reloaded, "app"),
         vec![(
@@ -335,10 +332,7 @@ async fn restarts_write_nothing_and_catch_up_changes_made_while_down() {
 
     set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
     let third = Controller::start(&cluster, &identity, "restart-3", &args).await;
-    let d = wait_deployment(&deployments, "web", "the change made while down", |d| {
-        !env_of(d, "app").is_empty()
-    })
-    .await;
+    let d = wait_env(&deployments, "web", "app", "the change made while down").await;
     assert_eq!(
         env_of(&d, "app"),
         vec![("STAKATER_CFG_CONFIGMAP".to_owned(), sha1("v=2"))]
@@ -508,16 +502,7 @@ async fn invalid_regex_warns_and_all_apps_kinds_reload() {
 async fn missing_rbac_is_reported_once_and_that_kind_skipped() {
     let (cluster, ns, client) = setup("rbac-gap").await;
     create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"a": "1"}))).await;
-    create::<Deployment>(
-        &client,
-        &ns,
-        deployment(
-            "web",
-            json!({"configmap.reloader.stakater.com/reload": "cfg"}),
-            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
-        ),
-    )
-    .await;
+    named_deployment(&client, &ns, "web", "cfg").await;
     // Everything but Secrets and StatefulSets.
     let rules = json!([
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list", "watch"]},
@@ -528,10 +513,7 @@ async fn missing_rbac_is_reported_once_and_that_kind_skipped() {
     let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
     set_configmap(&client, &ns, "cfg", json!({"a": "2"})).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    wait_deployment(&deployments, "web", "the ConfigMap reload", |d| {
-        !env_of(d, "app").is_empty()
-    })
-    .await;
+    wait_env(&deployments, "web", "app", "the ConfigMap reload").await;
     let log = controller.stop();
     for resource in ["secrets", "statefulsets"] {
         let lines: Vec<&str> = log
@@ -571,16 +553,7 @@ async fn a_failing_workload_is_retried_and_never_blocks_the_others() {
     let (cluster, ns, client) = setup("failing").await;
     create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
     for name in ["good", "bad"] {
-        create::<Deployment>(
-            &client,
-            &ns,
-            deployment(
-                name,
-                json!({"configmap.reloader.stakater.com/reload": "cfg"}),
-                json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
-            ),
-        )
-        .await;
+        named_deployment(&client, &ns, name, "cfg").await;
     }
     let rules = |patchable: &[&str]| {
         json!([
@@ -632,11 +605,11 @@ async fn a_failing_workload_is_retried_and_never_blocks_the_others() {
     })
     .await;
     set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
-    wait_deployment(
+    wait_env(
         &deployments,
         "good",
+        "app",
         "the reload of the healthy workload",
-        |d| !env_of(d, "app").is_empty(),
     )
     .await;
     let warning = eventually("the ReloadFail warning", || async {
@@ -666,10 +639,7 @@ async fn a_failing_workload_is_retried_and_never_blocks_the_others() {
     assert!(env_of(&deployments.get("bad").await.unwrap(), "app").is_empty());
 
     set_rules(&["good", "bad"]).await;
-    let bad = wait_deployment(&deployments, "bad", "the retried reload", |d| {
-        !env_of(d, "app").is_empty()
-    })
-    .await;
+    let bad = wait_env(&deployments, "bad", "app", "the retried reload").await;
     assert_eq!(
         env_of(&bad, "app"),
         vec![("STAKATER_CFG_CONFIGMAP".to_owned(), sha1("v=2"))]
