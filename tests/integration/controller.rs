@@ -70,6 +70,17 @@ impl Controller {
         label: &str,
         args: &[&str],
     ) -> Self {
+        Self::start_with_env(cluster, identity, label, args, &[]).await
+    }
+
+    /// [`Controller::start`] with extra environment variables.
+    pub async fn start_with_env(
+        cluster: &ClusterInfo,
+        identity: &Identity,
+        label: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port().unwrap();
         let log = cluster
             .dir
@@ -80,7 +91,8 @@ impl Controller {
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
             .args(args)
             .env("KUBECONFIG", &identity.kubeconfig)
-            .env("RUST_LOG", "warn,kube_reloader=debug");
+            .env("RUST_LOG", "warn,kube_reloader=debug")
+            .envs(env.iter().copied());
         let process = Process::spawn("kube-reloader", command, &log).unwrap();
         let controller = Self {
             process,

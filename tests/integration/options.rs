@@ -540,3 +540,87 @@ async fn sync_after_restart_reloads_unrecorded_workloads_once() {
         .count();
     assert_eq!(patches, 1, "the second start wrote nothing to web");
 }
+
+/// Checklist 1 and 36: KUBERNETES_NAMESPACE limits the controller to one namespace; in global
+/// mode --namespaces-to-ignore drops a namespace even when it matches the selector.
+#[tokio::test]
+async fn kubernetes_namespace_and_namespaces_to_ignore() {
+    let cluster = cluster(Tier::A).await;
+    let client = cluster.client().await.unwrap();
+    let watched = cluster.create_namespace("env-ns").await.unwrap();
+    let other = cluster.create_namespace("env-other").await.unwrap();
+    for ns in [&watched, &other] {
+        create::<ConfigMap>(&client, ns, configmap("cfg", json!({"v": "1"}))).await;
+        named_deployment(&client, ns, "web", "cfg").await;
+    }
+    let identity = identity_with_rules(&cluster, &watched, controller_rules()).await;
+    let single = Controller::start_with_env(
+        &cluster,
+        &identity,
+        "env-ns",
+        &[],
+        &[("KUBERNETES_NAMESPACE", &watched)],
+    )
+    .await;
+    let in_watched: Api<Deployment> = Api::namespaced(client.clone(), &watched);
+    let in_other: Api<Deployment> = Api::namespaced(client.clone(), &other);
+    wait_deployment(
+        &in_watched,
+        "web",
+        "the baseline in KUBERNETES_NAMESPACE",
+        |d| ledger_of(d).is_some(),
+    )
+    .await;
+    single.stop();
+    assert!(
+        ledger_of(&in_other.get("web").await.unwrap()).is_none(),
+        "other namespaces untouched"
+    );
+    let lists: Vec<_> = requests_by(&cluster, &identity.user)
+        .into_iter()
+        .filter(|r| r.verb == "list" || r.verb == "watch")
+        .filter(|r| r.namespace != watched && r.resource != "selfsubjectaccessreviews")
+        .collect();
+    assert!(
+        lists.is_empty(),
+        "only the one namespace is listed or watched: {lists:?}"
+    );
+
+    // Global mode: both namespaces match the selector, one is ignored by name.
+    let label = format!("reload-test-{watched}");
+    for ns in [&watched, &other] {
+        Api::<Namespace>::all(client.clone())
+            .patch(
+                ns,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {&label: "yes"}}})),
+            )
+            .await
+            .unwrap();
+    }
+    let global = Controller::start(
+        &cluster,
+        &identity,
+        "ignore",
+        &[
+            &format!("--namespace-selector={label}=yes"),
+            &format!("--namespaces-to-ignore={other}"),
+        ],
+    )
+    .await;
+    set_configmap(&client, &other, "cfg", json!({"v": "2"})).await;
+    set_configmap(&client, &watched, "cfg", json!({"v": "2"})).await;
+    wait_env(
+        &in_watched,
+        "web",
+        "app",
+        "the reload in the watched namespace",
+    )
+    .await;
+    let ignored = in_other.get("web").await.unwrap();
+    assert!(
+        ledger_of(&ignored).is_none() && env_of(&ignored, "app").is_empty(),
+        "ignored namespace"
+    );
+    global.stop();
+}
