@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::error::Error;
 use crate::ops::health::Health;
 use crate::ops::http::{self, HttpState};
+use crate::ops::leader::Leadership;
 use crate::ops::metrics::Metrics;
 use crate::ops::signals::ShutdownSignals;
 use crate::reconcile::engine::Engine;
@@ -53,7 +54,28 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         Some(Ok(client)) => {
             // Ready only once every watcher has listed its objects (the engine sets it).
             health.set_not_ready("syncing caches");
-            let engine = Engine::new(client, &settings, metrics.clone(), health.clone());
+            let leadership = match &settings.lease {
+                None => Leadership::single(),
+                Some(lease) => match Leadership::elect(client.clone(), lease).await {
+                    Ok(leadership) => {
+                        tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity,
+                            "leader election on; caches stay warm on every replica, only the leader writes");
+                        leadership
+                    }
+                    Err(e) => {
+                        let _ = stop_tx.send(true);
+                        let _ = server.await;
+                        return Err(Error::LeaderElection(e.to_string()));
+                    }
+                },
+            };
+            let engine = Engine::new(
+                client,
+                &settings,
+                metrics.clone(),
+                health.clone(),
+                leadership,
+            );
             let engine_task = tokio::spawn(engine.run());
             let signal = signals.recv().await;
             engine_task.abort();

@@ -102,6 +102,22 @@ pub struct Cli {
     #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub enable_ha: bool,
 
+    /// Name of the leader-election Lease (upstream's, so a mixed fleet shares one lock).
+    #[arg(long, default_value = "stakater-reloader-lock")]
+    pub ha_lease_name: String,
+
+    /// Leader-election Lease duration in whole seconds (upstream: 15).
+    #[arg(long, default_value_t = 15)]
+    pub ha_lease_duration_seconds: u64,
+
+    /// This replica's identity for leader election (the pod name, from the downward API).
+    #[arg(long, env = "POD_NAME", hide = true)]
+    pub pod_name: Option<String>,
+
+    /// Namespace of the leader-election Lease (the pod's namespace, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", hide = true)]
+    pub pod_namespace: Option<String>,
+
     /// Annotation key of the named ConfigMap list.
     #[arg(long, default_value = "configmap.reloader.stakater.com/reload")]
     pub configmap_annotation: String,
@@ -221,8 +237,8 @@ pub struct Settings {
     pub sync_after_restart: bool,
     /// `--is-Argo-Rollouts=true`.
     pub argo_rollouts: bool,
-    /// `--enable-ha`.
-    pub enable_ha: bool,
+    /// `--enable-ha`: the Lease to compete for.
+    pub lease: Option<crate::ops::leader::LeaseSettings>,
 }
 
 impl Cli {
@@ -341,6 +357,35 @@ impl Cli {
                 selector: ns_selector,
             }
         };
+        let lease = if self.enable_ha {
+            let (Some(identity), Some(namespace)) = (
+                self.pod_name.filter(|n| !n.is_empty()),
+                self.pod_namespace.filter(|n| !n.is_empty()),
+            ) else {
+                return Err(Error::InvalidFlag {
+                    flag: "--enable-ha",
+                    value: "true".into(),
+                    reason: "leader election needs the POD_NAME and POD_NAMESPACE environment variables \
+                             (set them from metadata.name and metadata.namespace with the downward API)"
+                        .into(),
+                });
+            };
+            if self.ha_lease_duration_seconds < 3 {
+                return Err(Error::InvalidFlag {
+                    flag: "--ha-lease-duration-seconds",
+                    value: self.ha_lease_duration_seconds.to_string(),
+                    reason: "must be at least 3".into(),
+                });
+            }
+            Some(crate::ops::leader::LeaseSettings {
+                name: self.ha_lease_name.clone(),
+                namespace,
+                identity,
+                duration_seconds: self.ha_lease_duration_seconds,
+            })
+        } else {
+            None
+        };
         let policy = Policy {
             keys: AnnotationKeys {
                 configmap_reload: self.configmap_annotation,
@@ -377,7 +422,7 @@ impl Cli {
             reload_on_delete: self.reload_on_delete == "true",
             sync_after_restart: self.sync_after_restart,
             argo_rollouts: self.is_argo_rollouts == "true",
-            enable_ha: self.enable_ha,
+            lease,
         })
     }
 }
@@ -639,14 +684,34 @@ mod tests {
             "--auto-reload-all",
             "--enable-ha=true",
             "--sync-after-restart=False",
+            "--pod-name=p",
+            "--pod-namespace=ns",
         ])
         .unwrap()
         .into_settings_with(None)
         .unwrap();
-        assert!(s.policy.auto_reload_all && s.enable_ha && !s.sync_after_restart);
+        assert!(s.policy.auto_reload_all && s.lease.is_some() && !s.sync_after_restart);
+        let lease = s.lease.unwrap();
+        assert_eq!(
+            (lease.name.as_str(), lease.duration_seconds),
+            ("stakater-reloader-lock", 15)
+        );
         assert!(cli(&["--auto-reload-all=maybe"]).is_err());
         // pflag bool flags never consume the next argument.
         assert!(cli(&["--auto-reload-all", "true"]).is_err());
+    }
+
+    #[test]
+    fn enable_ha_needs_the_pod_identity() {
+        let err = cli(&["--enable-ha", "--pod-name="])
+            .unwrap()
+            .into_settings_with(None)
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--enable-ha") && msg.contains("POD_NAME"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub enum Error {
     #[error("HTTP server failed: {0}")]
     HttpServe(#[source] std::io::Error),
 
+    /// Leader election could not start.
+    #[error(
+        "cannot start leader election: {0}\n  fix: grant get, create, update and patch on coordination.k8s.io leases in the pod's namespace"
+    )]
+    LeaderElection(String),
+
     /// Logging could not be initialised (a global subscriber was already set).
     #[error("cannot initialise logging: {0}")]
     Logging(String),

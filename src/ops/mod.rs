@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod http;
+pub mod leader;
 pub mod logging;
 pub mod metrics;
 pub mod signals;

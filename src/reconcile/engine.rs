@@ -23,6 +23,7 @@ use crate::model::policy::{
 };
 use crate::model::refs;
 use crate::ops::health::Health;
+use crate::ops::leader::{Leadership, WriteState};
 use crate::ops::metrics::Metrics;
 use crate::reconcile::queue::WorkQueue;
 use crate::watch::sources::{self, SourceCache, SourceEntry};
@@ -53,6 +54,8 @@ pub struct Engine {
     /// Invalid-annotation warnings already reported, so each is published once per process.
     reported: Mutex<HashSet<(WorkloadKey, String)>>,
     synced: watch::Sender<usize>,
+    leadership: Leadership,
+    lease_namespace: Option<String>,
 }
 
 impl Engine {
@@ -62,6 +65,7 @@ impl Engine {
         settings: &Settings,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
+        leadership: Leadership,
     ) -> Arc<Self> {
         let instance = std::env::var("POD_NAME")
             .ok()
@@ -101,6 +105,8 @@ impl Engine {
             health,
             reported: Mutex::new(HashSet::new()),
             synced: watch::channel(0).0,
+            leadership,
+            lease_namespace: settings.lease.as_ref().map(|l| l.namespace.clone()),
         })
     }
 
@@ -170,12 +176,38 @@ impl Engine {
             self.queue.add(key);
         }
         self.health.set_ready();
+        if self.leadership.is_ha() {
+            tokio::spawn(self.clone().follow_leadership());
+        }
         let mut workers = Vec::new();
         for _ in 0..WORKERS {
             workers.push(tokio::spawn(self.clone().work()));
         }
         for worker in workers {
             let _ = worker.await;
+        }
+    }
+
+    /// Each time this replica becomes the leader, waits until its lease is confirmed and then
+    /// re-plans every workload: whatever changed while another replica led (or nobody did)
+    /// is caught up, and what is current costs nothing.
+    async fn follow_leadership(self: Arc<Self>) {
+        let mut leadership = self.leadership.clone();
+        loop {
+            leadership.became_leader().await;
+            let started = std::time::Instant::now();
+            while self.leadership.write_state() == WriteState::Fenced {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            if self.leadership.write_state() == WriteState::Allowed {
+                tracing::info!(
+                    confirmed_after_ms = started.elapsed().as_millis() as u64,
+                    "became the leader; re-planning every workload"
+                );
+                for key in self.workloads.keys() {
+                    self.queue.add(key);
+                }
+            }
         }
     }
 
@@ -213,10 +245,19 @@ impl Engine {
                 namespace: None,
             });
         }
+        if let Some(ns) = &self.lease_namespace {
+            needs.push(access::Need {
+                group: "coordination.k8s.io",
+                resource: "leases",
+                verbs: &["get", "create", "update", "patch", "list", "watch"],
+                namespace: Some(ns.clone()),
+            });
+        }
         let missing = access::check(&self.client, &needs).await;
         for gap in &missing {
             let effect = match gap.need.resource {
                 "events" => "reload Events will not be published",
+                "leases" => "leader election cannot work, so this replica never writes",
                 _ if gap.denied.iter().any(|v| *v == "list" || *v == "watch") => {
                     "this kind is skipped"
                 }
@@ -502,7 +543,23 @@ impl Engine {
                 .get(LAST_RELOADED_FROM)
                 .map(String::as_str),
         };
-        match plan::plan(&tracked, &deleted, markers, self.options) {
+        let decision = plan::plan(&tracked, &deleted, markers, self.options);
+        if decision != Decision::UpToDate {
+            match self.leadership.write_state() {
+                WriteState::Allowed => {}
+                WriteState::Follower => {
+                    tracing::debug!(workload = %key, "not the leader; the leader writes");
+                    return Ok(());
+                }
+                WriteState::Fenced => {
+                    // Elected, but the lease is not confirmed fresh: never risk two writers.
+                    self.queue
+                        .add_after(key.clone(), std::time::Duration::from_secs(1));
+                    return Ok(());
+                }
+            }
+        }
+        match decision {
             Decision::UpToDate => Ok(()),
             Decision::Baseline { ledger } => {
                 self.patch(key, patch::baseline(&ledger))

@@ -86,12 +86,17 @@ impl WorkQueue {
         };
         let delay = Duration::from_secs(1u64 << attempt.min(8).saturating_sub(1))
             .min(Duration::from_secs(300));
+        self.add_after(key, delay);
+        delay
+    }
+
+    /// Adds a key after `delay`, without counting a failure.
+    pub fn add_after(self: &Arc<Self>, key: WorkloadKey, delay: Duration) {
         let queue = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             queue.add(key);
         });
-        delay
     }
 
     /// Keys waiting now (for metrics).

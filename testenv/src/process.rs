@@ -147,6 +147,17 @@ impl Process {
         self.exited = self.child.wait().ok();
     }
 
+    /// SIGSTOP: the process freezes (like a stalled node or a long GC pause) but keeps its
+    /// state, for tests of what it does when it wakes up.
+    pub fn pause(&self) {
+        self.signal_group(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Process::pause`].
+    pub fn resume(&self) {
+        self.signal_group(libc::SIGCONT);
+    }
+
     fn signal_group(&self, signal: libc::c_int) {
         let Ok(pgid) = libc::pid_t::try_from(self.child.id()) else {
             return;

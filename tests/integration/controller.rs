@@ -30,9 +30,23 @@ pub async fn identity_with_rules(
     ns: &str,
     rules: serde_json::Value,
 ) -> Identity {
-    let identity = cluster.service_account(ns, "kube-reloader").await.unwrap();
+    identity_named(cluster, ns, "kube-reloader", rules).await
+}
+
+/// Creates service account `<ns>/<account>` bound to its own ClusterRole with `rules`.
+pub async fn identity_named(
+    cluster: &ClusterInfo,
+    ns: &str,
+    account: &str,
+    rules: serde_json::Value,
+) -> Identity {
+    let identity = cluster.service_account(ns, account).await.unwrap();
     let admin = cluster.client().await.unwrap();
-    let name = format!("kube-reloader-{ns}");
+    let name = if account == "kube-reloader" {
+        format!("kube-reloader-{ns}")
+    } else {
+        format!("kube-reloader-{ns}-{account}")
+    };
     let role: ClusterRole = serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": name}, "rules": rules
@@ -46,7 +60,7 @@ pub async fn identity_with_rules(
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": "kube-reloader", "namespace": ns}]
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}]
     }))
     .unwrap();
     Api::<ClusterRoleBinding>::all(admin)
@@ -147,6 +161,21 @@ impl Controller {
     pub fn kill(mut self) {
         self.process.kill();
     }
+
+    /// Freezes the process (SIGSTOP).
+    pub fn pause(&self) {
+        self.process.pause();
+    }
+
+    /// Wakes it up (SIGCONT).
+    pub fn resume(&self) {
+        self.process.resume();
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.process.log_tail(2000)
+    }
 }
 
 /// One request from the API server's audit log.
@@ -158,6 +187,8 @@ pub struct AuditEntry {
     pub name: String,
     pub uri: String,
     pub code: i64,
+    /// When the API server received the request (RFC 3339, microseconds).
+    pub received: String,
 }
 
 /// Every completed request `user` made, read from the API server's audit log.
@@ -182,6 +213,10 @@ pub fn requests_by(cluster: &ClusterInfo, user: &str) -> Vec<AuditEntry> {
                 .to_owned(),
             uri: e["requestURI"].as_str().unwrap_or_default().to_owned(),
             code: e["responseStatus"]["code"].as_i64().unwrap_or_default(),
+            received: e["requestReceivedTimestamp"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
         })
         .collect()
 }

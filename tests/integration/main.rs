@@ -9,6 +9,7 @@ mod binary;
 mod controller;
 mod decisions;
 mod fixtures;
+mod ha;
 mod options;
 mod rbac;
 mod reload;

@@ -1,0 +1,218 @@
+//! --enable-ha: several replicas, one writer, failover without missed or duplicated reloads.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use serde_json::json;
+
+use crate::controller::{Controller, controller_rules, identity_named, requests_by};
+use crate::fixtures::*;
+use crate::support::eventually;
+
+async fn holder(leases: &Api<Lease>) -> Result<String, String> {
+    let lease = leases
+        .get("stakater-reloader-lock")
+        .await
+        .map_err(|e| e.to_string())?;
+    lease
+        .spec
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| "no holder".to_owned())
+}
+
+/// Two replicas: both Ready, only the Lease holder writes; after the leader is killed with
+/// SIGKILL the other takes over and applies the change made meanwhile, once; no second ever
+/// carries writes from both identities (the API server's audit log).
+#[tokio::test]
+async fn only_the_leader_writes_and_a_follower_takes_over() {
+    let (cluster, ns, client) = setup("ha").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
+    named_deployment(&client, &ns, "web", "cfg").await;
+    let mut rules = controller_rules();
+    rules.as_array_mut().unwrap().push(
+        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+        "verbs": ["get", "create", "update", "patch", "list", "watch"]}),
+    );
+    let mut replicas = BTreeMap::new();
+    let mut users = BTreeMap::new();
+    for name in ["replica-a", "replica-b"] {
+        let identity = identity_named(&cluster, &ns, name, rules.clone()).await;
+        users.insert(name, identity.user.clone());
+        let controller = Controller::start_with_env(
+            &cluster,
+            &identity,
+            &format!("{ns}-{name}"),
+            &[
+                "--namespaces",
+                &ns,
+                "--enable-ha",
+                "--ha-lease-duration-seconds=6",
+            ],
+            &[("POD_NAME", name), ("POD_NAMESPACE", &ns)],
+        )
+        .await;
+        replicas.insert(name, controller);
+    }
+    // Both are Ready (followers keep warm caches); one holds the Lease.
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let leader = eventually("a leader", || holder(&leases)).await;
+    let follower = if leader == "replica-a" {
+        "replica-b"
+    } else {
+        "replica-a"
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_deployment(&deployments, "web", "the leader's baseline", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+    set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
+    wait_deployment(&deployments, "web", "the leader's reload", |d| {
+        env_of(d, "app")
+            .first()
+            .is_some_and(|(_, v)| *v == sha1("v=2"))
+    })
+    .await;
+    let writes = |user: &str| {
+        requests_by(&cluster, user)
+            .into_iter()
+            .filter(|r| r.verb == "patch" && r.resource == "deployments")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        writes(&users[follower]).is_empty(),
+        "the follower never writes"
+    );
+
+    // Kill the leader; change the source right away; the follower must apply it.
+    replicas.remove(leader.as_str()).unwrap().kill();
+    let killed = Instant::now();
+    set_configmap(&client, &ns, "cfg", json!({"v": "3"})).await;
+    wait_deployment(&deployments, "web", "the new leader's reload", |d| {
+        env_of(d, "app")
+            .first()
+            .is_some_and(|(_, v)| *v == sha1("v=3"))
+    })
+    .await;
+    let failover = killed.elapsed();
+    assert_eq!(holder(&leases).await.unwrap(), follower);
+    let survivor = replicas.remove(follower).unwrap();
+    assert!(
+        survivor.log().contains("became the leader"),
+        "{}",
+        survivor.log()
+    );
+    survivor.stop();
+    eprintln!(
+        "ha: failover (leader SIGKILLed -> change applied by the new leader) took {failover:?}"
+    );
+
+    // Exactly: baseline + reload by the first leader, one reload by the second.
+    let first = writes(&users[leader.as_str()]);
+    let second = writes(&users[follower]);
+    assert_eq!((first.len(), second.len()), (2, 1), "{first:?} {second:?}");
+    let seconds = |w: &Vec<crate::controller::AuditEntry>| {
+        w.iter()
+            .map(|e| e.received[..19].to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(
+        seconds(&first).is_disjoint(&seconds(&second)),
+        "two writers in the same second"
+    );
+}
+
+/// A leader that stalls (SIGSTOP, like a frozen node) loses the Lease; when it wakes up it must
+/// not write on a stale belief that it still leads: only the new leader writes.
+#[tokio::test]
+async fn a_stalled_leader_does_not_write_after_waking_up() {
+    let (cluster, ns, client) = setup("ha-stall").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
+    named_deployment(&client, &ns, "web", "cfg").await;
+    let mut rules = controller_rules();
+    rules.as_array_mut().unwrap().push(
+        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+        "verbs": ["get", "create", "update", "patch", "list", "watch"]}),
+    );
+    let mut replicas = BTreeMap::new();
+    let mut users = BTreeMap::new();
+    for name in ["replica-a", "replica-b"] {
+        let identity = identity_named(&cluster, &ns, name, rules.clone()).await;
+        users.insert(name, identity.user.clone());
+        let controller = Controller::start_with_env(
+            &cluster,
+            &identity,
+            &format!("{ns}-{name}"),
+            &[
+                "--namespaces",
+                &ns,
+                "--enable-ha",
+                "--ha-lease-duration-seconds=6",
+            ],
+            &[("POD_NAME", name), ("POD_NAMESPACE", &ns)],
+        )
+        .await;
+        replicas.insert(name, controller);
+    }
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let leader = eventually("a leader", || holder(&leases)).await;
+    let follower = if leader == "replica-a" {
+        "replica-b"
+    } else {
+        "replica-a"
+    };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_deployment(&deployments, "web", "the leader's baseline", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+
+    replicas[leader.as_str()].pause();
+    eventually("the follower to take the Lease", || async {
+        match holder(&leases).await? {
+            h if h == follower => Ok(()),
+            h => Err(h),
+        }
+    })
+    .await;
+    // The stalled leader wakes up while a change is pending for both replicas.
+    set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
+    replicas[leader.as_str()].resume();
+    wait_deployment(&deployments, "web", "the reload", |d| {
+        env_of(d, "app")
+            .first()
+            .is_some_and(|(_, v)| *v == sha1("v=2"))
+    })
+    .await;
+    set_configmap(&client, &ns, "cfg", json!({"v": "3"})).await;
+    wait_deployment(&deployments, "web", "the second reload", |d| {
+        env_of(d, "app")
+            .first()
+            .is_some_and(|(_, v)| *v == sha1("v=3"))
+    })
+    .await;
+    for (_, controller) in std::mem::take(&mut replicas) {
+        controller.stop();
+    }
+    let writes = |user: &str| {
+        requests_by(&cluster, user)
+            .into_iter()
+            .filter(|r| r.verb == "patch" && r.resource == "deployments")
+            .count()
+    };
+    assert_eq!(
+        writes(&users[leader.as_str()]),
+        1,
+        "the stalled leader only wrote its baseline"
+    );
+    assert_eq!(
+        writes(&users[follower]),
+        2,
+        "the new leader wrote both reloads"
+    );
+}
