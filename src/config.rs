@@ -402,6 +402,7 @@ impl Cli {
             auto_reload_all: self.auto_reload_all,
             ignore_jobs,
             ignore_cronjobs,
+            patterns: Default::default(),
         };
         Ok(Settings {
             log_format,

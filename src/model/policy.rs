@@ -106,6 +106,36 @@ pub struct Policy {
     pub ignore_jobs: bool,
     /// `--ignored-workload-types` contains `cronjobs`.
     pub ignore_cronjobs: bool,
+    /// Compiled `^item$` patterns by item, shared by clones: compiling is far costlier than
+    /// matching, and the same few items are evaluated against every source.
+    pub patterns: PatternCache,
+}
+
+/// A cache of compiled anchored patterns (or their compile errors).
+#[derive(Debug, Clone, Default)]
+pub struct PatternCache(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Result<Regex, String>>>>,
+);
+
+impl PatternCache {
+    /// The compiled `^item$`, or the compiler's message.
+    fn get(&self, item: &str) -> Result<Regex, String> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(found) = map.get(item) {
+            return found.clone();
+        }
+        // Bounded: items come from annotations; a pathological number of distinct items only
+        // costs recompilation, never unbounded memory.
+        if map.len() >= 10_000 {
+            map.clear();
+        }
+        let compiled = Regex::new(&format!("^{item}$")).map_err(|e| e.to_string());
+        map.insert(item.to_owned(), compiled.clone());
+        compiled
+    }
 }
 
 /// Why a workload tracks a source.
@@ -252,13 +282,13 @@ impl Policy {
         if !named.is_empty() {
             for item in named.split(',') {
                 let item = item.trim();
-                match Regex::new(&format!("^{item}$")) {
+                match self.patterns.get(item) {
                     Ok(pattern) if pattern.is_match(source.name) => return Ok(Match::Named),
                     Ok(_) => {}
-                    Err(e) => invalid.push(InvalidPattern {
+                    Err(error) => invalid.push(InvalidPattern {
                         key: named_key.to_owned(),
                         item: item.to_owned(),
-                        error: e.to_string(),
+                        error,
                     }),
                 }
             }

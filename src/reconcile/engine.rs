@@ -297,6 +297,52 @@ impl Engine {
         *self.synced.borrow() > 0
     }
 
+    /// Enqueues the workloads of `namespace` that track source `kind/name` now, or tracked it
+    /// when last written (its ledger names it), so a change costs work only where it matters.
+    fn enqueue_affected(&self, kind: SourceKind, namespace: &str, name: &str) {
+        let annotations = self
+            .sources
+            .namespace(namespace)
+            .into_iter()
+            .find(|((k, n), _)| *k == kind && n == name)
+            .map(|(_, entry)| entry.annotations)
+            .unwrap_or_default();
+        let ledger_key = format!("\"{}\"", plan::ledger_key(kind, name));
+        for key in self.workloads.keys_in(namespace) {
+            let Some(view) = self.workloads.get(&key) else {
+                continue;
+            };
+            let recorded = view
+                .annotations
+                .get(LEDGER_ANNOTATION)
+                .is_some_and(|ledger| ledger.contains(&ledger_key));
+            let tracks = || {
+                let workload = WorkloadAnnotations {
+                    kind: key.kind,
+                    metadata: &view.annotations,
+                    template: &view.template_annotations,
+                };
+                let source = SourceRef {
+                    kind,
+                    name,
+                    annotations: &annotations,
+                };
+                // Invalid items matter too: the reconcile reports them.
+                let evaluation = self.policy.evaluate(source, workload);
+                match evaluation.result {
+                    Ok(matched) => {
+                        refs::container_for(&view.pod_spec, kind, name, matched.needs_reference())
+                            .is_some()
+                    }
+                    Err(_) => !evaluation.invalid.is_empty(),
+                }
+            };
+            if recorded || tracks() {
+                self.queue.add(key);
+            }
+        }
+    }
+
     fn enqueue_namespace(&self, namespace: &str) {
         for key in self.workloads.keys_in(namespace) {
             self.queue.add(key);
@@ -369,7 +415,7 @@ impl Engine {
                     };
                     let name = object.name_any();
                     match self.sources.upsert(kind, &ns, &name, entry(&object, true)) {
-                        sources::Change::Relevant => self.enqueue_namespace(&ns),
+                        sources::Change::Relevant => self.enqueue_affected(kind, &ns, &name),
                         sources::Change::NoDataChange => self.metrics.skipped("no_data_change"),
                     }
                 }
@@ -379,7 +425,7 @@ impl Engine {
                     };
                     self.sources
                         .remove(kind, &ns, &object.name_any(), keep_tombstones);
-                    self.enqueue_namespace(&ns);
+                    self.enqueue_affected(kind, &ns, &object.name_any());
                 }
                 Err(e) => {
                     tracing::warn!(kind = %kind, error = %e, "watch error; retrying with backoff")
@@ -401,10 +447,14 @@ impl Engine {
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::Init) => fresh.clear(),
-                Ok(watcher::Event::InitApply(object)) => fresh.extend(workloads::project(&object)),
+                Ok(watcher::Event::InitApply(object)) => fresh.extend(
+                    workloads::project(&object).map(|v| (v, workloads::resource_version(&object))),
+                ),
                 Ok(watcher::Event::InitDone) => {
-                    let keys: Vec<WorkloadKey> =
-                        fresh.iter().map(|v: &WorkloadView| v.key.clone()).collect();
+                    let keys: Vec<WorkloadKey> = fresh
+                        .iter()
+                        .map(|(v, _): &(WorkloadView, _)| v.key.clone())
+                        .collect();
                     self.workloads.replace(
                         K::KIND,
                         namespace.as_deref(),
@@ -422,7 +472,8 @@ impl Engine {
                 Ok(watcher::Event::Apply(object)) => {
                     if let Some(view) = workloads::project(&object) {
                         let key = view.key.clone();
-                        if self.workloads.upsert(view) && self.is_synced() {
+                        let version = workloads::resource_version(&object);
+                        if self.workloads.upsert(view, version) && self.is_synced() {
                             self.queue.add(key);
                         }
                     }
@@ -635,31 +686,13 @@ impl Engine {
         }
     }
 
+    /// One strategic-merge PATCH; the object it returns goes straight into the cache, so a
+    /// re-plan right after (before the watch echoes our write) does not write again.
     async fn patch(&self, key: &WorkloadKey, body: serde_json::Value) -> Result<(), kube::Error> {
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..PatchParams::default()
-        };
-        let patch = Patch::Strategic(body);
         match key.kind {
-            WorkloadKind::Deployment => {
-                Api::<Deployment>::namespaced(self.client.clone(), &key.namespace)
-                    .patch(&key.name, &params, &patch)
-                    .await
-                    .map(drop)
-            }
-            WorkloadKind::StatefulSet => {
-                Api::<StatefulSet>::namespaced(self.client.clone(), &key.namespace)
-                    .patch(&key.name, &params, &patch)
-                    .await
-                    .map(drop)
-            }
-            WorkloadKind::DaemonSet => {
-                Api::<DaemonSet>::namespaced(self.client.clone(), &key.namespace)
-                    .patch(&key.name, &params, &patch)
-                    .await
-                    .map(drop)
-            }
+            WorkloadKind::Deployment => self.patch_as::<Deployment>(key, body).await,
+            WorkloadKind::StatefulSet => self.patch_as::<StatefulSet>(key, body).await,
+            WorkloadKind::DaemonSet => self.patch_as::<DaemonSet>(key, body).await,
             other => {
                 tracing::warn!(
                     kind = other.as_str(),
@@ -668,6 +701,25 @@ impl Engine {
                 Ok(())
             }
         }
+    }
+
+    async fn patch_as<K: WorkloadResource + serde::Serialize>(
+        &self,
+        key: &WorkloadKey,
+        body: serde_json::Value,
+    ) -> Result<(), kube::Error> {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let updated = Api::<K>::namespaced(self.client.clone(), &key.namespace)
+            .patch(&key.name, &params, &Patch::Strategic(body))
+            .await?;
+        if let Some(view) = workloads::project(&updated) {
+            self.workloads
+                .upsert(view, workloads::resource_version(&updated));
+        }
+        Ok(())
     }
 
     async fn report_invalid(&self, view: &WorkloadView, annotation: &str, item: &str, error: &str) {

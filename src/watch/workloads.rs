@@ -105,20 +105,38 @@ pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
     })
 }
 
-/// Every watched workload, by key.
+/// The object's resourceVersion as a number, when it is one (it is an etcd revision on every
+/// real API server); used only to drop a watch event older than what we already hold.
+pub fn resource_version<K: Resource>(object: &K) -> Option<u64> {
+    object.meta().resource_version.as_deref()?.parse().ok()
+}
+
+type Entry = (Arc<WorkloadView>, Option<u64>);
+
+/// Every watched workload, by key, with the resourceVersion it was seen at.
 #[derive(Debug, Default)]
 pub struct WorkloadCache {
-    map: RwLock<HashMap<WorkloadKey, Arc<WorkloadView>>>,
+    map: RwLock<HashMap<WorkloadKey, Entry>>,
 }
 
 impl WorkloadCache {
-    /// Stores a projection; returns false when nothing we read changed.
-    pub fn upsert(&self, view: WorkloadView) -> bool {
+    /// Stores a projection seen at `version`; returns false when nothing we read changed or the
+    /// projection is older than the one held (e.g. a watch event overtaken by our own PATCH's
+    /// response, which is stored at once so the next plan sees what we just wrote).
+    pub fn upsert(&self, view: WorkloadView, version: Option<u64>) -> bool {
         let mut map = self.write();
-        if map.get(&view.key).is_some_and(|old| **old == view) {
-            return false;
+        if let Some((old, old_version)) = map.get_mut(&view.key) {
+            if let (Some(new), Some(held)) = (version, *old_version)
+                && new < held
+            {
+                return false;
+            }
+            if **old == view {
+                *old_version = version.or(*old_version);
+                return false;
+            }
         }
-        map.insert(view.key.clone(), Arc::new(view));
+        map.insert(view.key.clone(), (Arc::new(view), version));
         true
     }
 
@@ -128,17 +146,22 @@ impl WorkloadCache {
     }
 
     /// Replaces all workloads of `kind` (in `namespace`, or everywhere) after a (re)list.
-    pub fn replace(&self, kind: WorkloadKind, namespace: Option<&str>, fresh: Vec<WorkloadView>) {
+    pub fn replace(
+        &self,
+        kind: WorkloadKind,
+        namespace: Option<&str>,
+        fresh: Vec<(WorkloadView, Option<u64>)>,
+    ) {
         let mut map = self.write();
         map.retain(|key, _| key.kind != kind || namespace.is_some_and(|n| n != key.namespace));
-        for view in fresh {
-            map.insert(view.key.clone(), Arc::new(view));
+        for (view, version) in fresh {
+            map.insert(view.key.clone(), (Arc::new(view), version));
         }
     }
 
     /// One workload.
     pub fn get(&self, key: &WorkloadKey) -> Option<Arc<WorkloadView>> {
-        self.read().get(key).cloned()
+        self.read().get(key).map(|(view, _)| view.clone())
     }
 
     /// Keys of the workloads in `namespace`.
@@ -155,13 +178,13 @@ impl WorkloadCache {
         self.read().keys().cloned().collect()
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<WorkloadKey, Arc<WorkloadView>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<WorkloadKey, Entry>> {
         self.map
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<WorkloadKey, Arc<WorkloadView>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<WorkloadKey, Entry>> {
         self.map
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

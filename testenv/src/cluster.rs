@@ -98,6 +98,8 @@ pub struct ControlPlane {
     processes: Vec<Process>,
     ready_timeout: Duration,
     keep_dir: bool,
+    /// etcd's peer port, kept across restarts so the member's recorded URL stays valid.
+    etcd_peer_port: Option<u16>,
 }
 
 fn say(message: impl AsRef<str>) {
@@ -166,6 +168,7 @@ impl ControlPlane {
             processes: Vec::new(),
             ready_timeout,
             keep_dir,
+            etcd_peer_port: None,
         };
         std::fs::create_dir_all(dir.join("logs")).map_err(Error::io("cannot create logs dir"))?;
         say(format!(
@@ -255,6 +258,43 @@ impl ControlPlane {
         }
     }
 
+    /// Compacts etcd's history up to its current revision (through etcd's JSON gateway), so
+    /// watches resuming from an older resourceVersion get "410 Gone" and must relist.
+    /// Returns the revision compacted to.
+    pub async fn compact_etcd(&self) -> Result<i64, Error> {
+        let http = reqwest::Client::new();
+        let post = |path: &str, body: serde_json::Value| {
+            http.post(format!("{}{path}", self.info.etcd_url))
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+        };
+        let fail = |e: reqwest::Error| Error::Startup(format!("etcd compaction failed: {e}"));
+        // Any range read returns the current revision in its header ("AA==" is the key "\0").
+        let range: serde_json::Value = post("/v3/kv/range", json!({"key": "AA=="}))
+            .await
+            .map_err(fail)?
+            .json()
+            .await
+            .map_err(fail)?;
+        let revision: i64 = range["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .ok_or_else(|| Error::Startup(format!("no revision in etcd's answer: {range}")))?;
+        let response = post(
+            "/v3/kv/compaction",
+            json!({"revision": revision.to_string(), "physical": true}),
+        )
+        .await
+        .map_err(fail)?;
+        if !response.status().is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(Error::Startup(format!("etcd compaction failed: {text}")));
+        }
+        say(format!("compacted etcd to revision {revision}"));
+        Ok(revision)
+    }
+
     fn log_path(&self, name: &str) -> PathBuf {
         self.info.dir.join("logs").join(format!("{name}.log"))
     }
@@ -278,7 +318,11 @@ impl ControlPlane {
     }
 
     async fn start_etcd_on(&mut self, client_port: u16) -> Result<(), Error> {
-        let peer_port = free_port()?;
+        let peer_port = match self.etcd_peer_port {
+            Some(port) => port,
+            None => free_port()?,
+        };
+        self.etcd_peer_port = Some(peer_port);
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let mut command = Command::new(self.bins.path("etcd")?);

@@ -8,6 +8,7 @@
 mod binary;
 mod controller;
 mod decisions;
+mod durability;
 mod fixtures;
 mod ha;
 mod options;
