@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
@@ -30,6 +30,7 @@ const CHANGING: usize = 40;
 const CHANGES: usize = 200;
 
 struct Fleet {
+    tier: Tier,
     ns: String,
     client: Client,
     /// Changes made to cm-i.
@@ -39,7 +40,7 @@ struct Fleet {
 }
 
 impl Fleet {
-    async fn create(cluster: &ClusterInfo, prefix: &str) -> Self {
+    async fn create(cluster: &ClusterInfo, tier: Tier, prefix: &str) -> Self {
         let ns = cluster.create_namespace(prefix).await.unwrap();
         let client = cluster.client().await.unwrap();
         for i in 0..WORKLOADS {
@@ -52,6 +53,7 @@ impl Fleet {
             named_deployment(&client, &ns, &format!("web-{i}"), &format!("cm-{i}")).await;
         }
         Self {
+            tier,
             ns,
             client,
             changes: vec![0; WORKLOADS],
@@ -145,6 +147,29 @@ impl Fleet {
                 );
             }
         }
+        // With a controller manager running, "never rolled" is also visible as exactly one
+        // ReplicaSet revision per untouched Deployment.
+        if self.tier >= Tier::B {
+            let sets = Api::<ReplicaSet>::namespaced(self.client.clone(), &self.ns)
+                .list(&ListParams::default())
+                .await
+                .unwrap();
+            for i in CHANGING..WORKLOADS {
+                let owner = format!("web-{i}");
+                let revisions = sets
+                    .items
+                    .iter()
+                    .filter(|rs| {
+                        rs.metadata
+                            .owner_references
+                            .iter()
+                            .flatten()
+                            .any(|o| o.name == owner)
+                    })
+                    .count();
+                assert_eq!(revisions, 1, "{owner} has exactly one ReplicaSet revision");
+            }
+        }
         let requests = users
             .iter()
             .flat_map(|user| requests_by(cluster, user))
@@ -189,8 +214,8 @@ async fn controller_identity(cluster: &ClusterInfo, ns: &str, name: &str) -> Ide
 /// restart catches up exactly the changed ones; a further restart without changes writes nothing.
 #[tokio::test]
 async fn kill_during_a_stream_then_restart() {
-    let cluster = cluster(Tier::A).await;
-    let mut fleet = Fleet::create(&cluster, "kill9").await;
+    let cluster = cluster(Tier::C).await;
+    let mut fleet = Fleet::create(&cluster, Tier::C, "kill9").await;
     let identity = controller_identity(&cluster, &fleet.ns, "kube-reloader").await;
     let ns = fleet.ns.clone();
     let args = ["--namespaces", ns.as_str()];
@@ -231,8 +256,8 @@ async fn kill_during_a_stream_then_restart() {
 /// takes over; invariants hold over all identities and no second has writes from two of them.
 #[tokio::test]
 async fn three_replicas_leader_killed_mid_stream() {
-    let cluster = cluster(Tier::A).await;
-    let mut fleet = Fleet::create(&cluster, "ha3").await;
+    let cluster = cluster(Tier::C).await;
+    let mut fleet = Fleet::create(&cluster, Tier::C, "ha3").await;
     let ns = fleet.ns.clone();
     let mut replicas = BTreeMap::new();
     let mut users = BTreeMap::new();
@@ -305,7 +330,7 @@ async fn apiserver_and_etcd_restarts_and_watch_expiry_mid_stream() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let info = plane.info().clone();
-    let mut fleet = Fleet::create(&info, "restarts").await;
+    let mut fleet = Fleet::create(&info, Tier::A, "restarts").await;
     let identity = controller_identity(&info, &fleet.ns, "kube-reloader").await;
     let controller =
         Controller::start(&info, &identity, &fleet.ns, &["--namespaces", &fleet.ns]).await;
