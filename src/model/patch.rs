@@ -1,6 +1,7 @@
 //! Patch bodies for a [`Decision`](crate::model::plan::Decision): strategic-merge patches that
 //! touch only our markers, so they need no resourceVersion and cannot undo anyone else's change.
 
+use k8s_openapi::api::core::v1::{EnvVar, PodTemplateSpec};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -95,6 +96,62 @@ pub fn reload(
     let mut body = baseline(ledger);
     insert_at(&mut body, path, template);
     body
+}
+
+/// Applies a reload's markers to a pod template in memory, the same edit [`reload`] expresses
+/// as a patch: for CronJobs, whose reload creates a Job from the (mutated) job template.
+pub fn apply_to_template(
+    template: &mut PodTemplateSpec,
+    strategy: Strategy,
+    namespace: &str,
+    changes: &[Change],
+    now_unix: i64,
+) {
+    let Some(spec) = template.spec.as_mut() else {
+        return;
+    };
+    match strategy {
+        Strategy::EnvVars => {
+            for change in changes {
+                let Some(container) = spec.containers.get_mut(change.container) else {
+                    continue;
+                };
+                let name = env_var_name(&change.name, change.kind);
+                let env = container.env.get_or_insert_with(Vec::new);
+                env.retain(|e| e.name != name);
+                if change.cause != Cause::Deleted {
+                    env.push(EnvVar {
+                        name,
+                        value: Some(change.digest.to_string()),
+                        ..EnvVar::default()
+                    });
+                }
+            }
+        }
+        Strategy::Annotations => {
+            let containers: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
+            if let Some(change) = changes.last() {
+                let payload = LastReloadedFrom {
+                    kind: change.kind.upstream_type(),
+                    name: &change.name,
+                    namespace,
+                    hash: change.digest.as_str(),
+                    container_refs: [containers
+                        .get(change.container)
+                        .map(String::as_str)
+                        .unwrap_or_default()],
+                    observed_at: now_unix,
+                };
+                let value = serde_json::to_string(&payload).unwrap_or_default();
+                template
+                    .metadata
+                    .get_or_insert_with(Default::default)
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(LAST_RELOADED_FROM.to_owned(), value);
+            }
+        }
+    }
 }
 
 fn ledger_value(ledger: &str) -> Value {
@@ -242,6 +299,50 @@ mod tests {
             0,
         );
         assert!(body["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"].is_array());
+    }
+
+    #[test]
+    fn in_memory_edit_matches_the_patch() {
+        let mut template: PodTemplateSpec = serde_json::from_value(json!({
+            "spec": {"containers": [
+                {"name": "app", "env": [{"name": "STAKATER_A_CONFIGMAP", "value": "old"}, {"name": "X", "value": "1"}]},
+                {"name": "side"}
+            ]}
+        }))
+        .unwrap();
+        apply_to_template(
+            &mut template,
+            Strategy::EnvVars,
+            "ns",
+            &[
+                change(SourceKind::ConfigMap, "a", 0, Cause::Changed),
+                change(SourceKind::Secret, "b", 1, Cause::Changed),
+            ],
+            0,
+        );
+        let value = serde_json::to_value(&template).unwrap();
+        assert_eq!(
+            value["spec"]["containers"][0]["env"],
+            json!([{"name": "X", "value": "1"}, {"name": "STAKATER_A_CONFIGMAP", "value": A}])
+        );
+        assert_eq!(
+            value["spec"]["containers"][1]["env"],
+            json!([{"name": "STAKATER_B_SECRET", "value": A}])
+        );
+        apply_to_template(
+            &mut template,
+            Strategy::Annotations,
+            "ns",
+            &[change(SourceKind::Secret, "b", 1, Cause::Changed)],
+            7,
+        );
+        let value = serde_json::to_value(&template).unwrap();
+        assert!(
+            value["metadata"]["annotations"][LAST_RELOADED_FROM]
+                .as_str()
+                .unwrap()
+                .contains("\"containerRefs\":[\"side\"],\"observedAt\":7")
+        );
     }
 
     #[test]

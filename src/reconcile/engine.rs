@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, Secret};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -56,6 +58,9 @@ pub struct Engine {
     synced: watch::Sender<usize>,
     leadership: Leadership,
     lease_namespace: Option<String>,
+    /// Jobs we created from CronJobs, as (namespace, CronJob, ledger): a retry or a restart
+    /// that finds the Job for a change does not create a second one.
+    created_jobs: Mutex<HashSet<(String, String, String)>>,
 }
 
 impl Engine {
@@ -107,6 +112,7 @@ impl Engine {
             synced: watch::channel(0).0,
             leadership,
             lease_namespace: settings.lease.as_ref().map(|l| l.namespace.clone()),
+            created_jobs: Mutex::new(HashSet::new()),
         })
     }
 
@@ -154,6 +160,13 @@ impl Engine {
             if allowed("daemonsets", ns) {
                 tokio::spawn(self.clone().watch_workloads::<DaemonSet>(ns.clone()));
                 watchers += 1;
+            }
+            // A CronJob reload creates a Job; the Job watch keeps one Job per change, even
+            // across retries and restarts.
+            if !self.policy.ignore_cronjobs && allowed("cronjobs", ns) && allowed("jobs", ns) {
+                tokio::spawn(self.clone().watch_workloads::<CronJob>(ns.clone()));
+                tokio::spawn(self.clone().watch_jobs(ns.clone()));
+                watchers += 2;
             }
         }
         if let Scope::Global {
@@ -231,6 +244,10 @@ impl Engine {
             }
             for resource in ["deployments", "statefulsets", "daemonsets"] {
                 need("apps", resource, &["list", "watch", "patch"]);
+            }
+            if !self.policy.ignore_cronjobs {
+                need("batch", "cronjobs", &["list", "watch", "patch"]);
+                need("batch", "jobs", &["list", "watch", "create"]);
             }
             need("events.k8s.io", "events", &["create"]);
         }
@@ -630,16 +647,21 @@ impl Engine {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as i64)
                     .unwrap_or(0);
-                let body = patch::reload(
-                    self.options.strategy,
-                    template_path(key.kind),
-                    &key.namespace,
-                    &containers,
-                    &changes,
-                    &ledger,
-                    now,
-                );
-                let result = self.patch(key, body).await;
+                let result = if key.kind == WorkloadKind::CronJob {
+                    self.instantiate_cronjob(&view, &changes, &ledger, now)
+                        .await
+                } else {
+                    let body = patch::reload(
+                        self.options.strategy,
+                        template_path(key.kind),
+                        &key.namespace,
+                        &containers,
+                        &changes,
+                        &ledger,
+                        now,
+                    );
+                    self.patch(key, body).await
+                };
                 self.metrics.reload_executed(result.is_ok());
                 match result {
                     Ok(()) => {
@@ -686,6 +708,121 @@ impl Engine {
         }
     }
 
+    /// Upstream's CronJob reload: a Job from the job template with the markers applied,
+    /// `generateName: <cronjob>-`, `cronjob.kubernetes.io/instantiate: manual` and a controller
+    /// owner reference; the CronJob's own template is left alone. The Job carries the ledger it
+    /// was made for, and the CronJob's ledger is written after it, so a failure in between is
+    /// retried without creating a second Job.
+    async fn instantiate_cronjob(
+        &self,
+        view: &WorkloadView,
+        changes: &[plan::Change],
+        ledger: &str,
+        now: i64,
+    ) -> Result<(), kube::Error> {
+        let key = &view.key;
+        let marker = (key.namespace.clone(), key.name.clone(), ledger.to_owned());
+        let already = self
+            .created_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&marker);
+        if !already {
+            let template = view.job_template.clone().unwrap_or_default();
+            let mut spec = template.spec.unwrap_or_default();
+            patch::apply_to_template(
+                &mut spec.template,
+                self.options.strategy,
+                &key.namespace,
+                changes,
+                now,
+            );
+            let template_meta = template.metadata.unwrap_or_default();
+            let mut annotations = std::collections::BTreeMap::from([(
+                "cronjob.kubernetes.io/instantiate".to_owned(),
+                "manual".to_owned(),
+            )]);
+            annotations.extend(template_meta.annotations.unwrap_or_default());
+            annotations.insert(LEDGER_ANNOTATION.to_owned(), ledger.to_owned());
+            let job = Job {
+                metadata: ObjectMeta {
+                    generate_name: Some(format!("{}-", key.name)),
+                    namespace: Some(key.namespace.clone()),
+                    labels: template_meta.labels,
+                    annotations: Some(annotations),
+                    owner_references: Some(vec![OwnerReference {
+                        api_version: "batch/v1".into(),
+                        kind: "CronJob".into(),
+                        name: key.name.clone(),
+                        uid: view.uid.clone(),
+                        controller: Some(true),
+                        block_owner_deletion: Some(true),
+                    }]),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(spec),
+                ..Job::default()
+            };
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PostParams::default()
+            };
+            let created = Api::<Job>::namespaced(self.client.clone(), &key.namespace)
+                .create(&params, &job)
+                .await?;
+            tracing::debug!(workload = %key, job = %created.name_any(), "created a Job from the CronJob");
+            self.created_jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(marker);
+        }
+        self.patch(key, patch::baseline(ledger)).await
+    }
+
+    /// Remembers which Jobs were created for which CronJob ledger (see `created_jobs`).
+    async fn watch_jobs(self: Arc<Self>, namespace: Option<String>) {
+        let api: Api<Job> = match &namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let marker = |job: &Job| {
+            let ledger = job.annotations().get(LEDGER_ANNOTATION)?;
+            let owner = job
+                .owner_references()
+                .iter()
+                .find(|o| o.kind == "CronJob" && o.controller == Some(true))?;
+            Some((job.namespace()?, owner.name.clone(), ledger.clone()))
+        };
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut first = true;
+        while let Some(event) = stream.next().await {
+            let mut created = self
+                .created_jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match event {
+                Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
+                    created.extend(marker(&job));
+                }
+                Ok(watcher::Event::Delete(job)) => {
+                    if let Some(m) = marker(&job) {
+                        created.remove(&m);
+                    }
+                }
+                Ok(watcher::Event::InitDone) => {
+                    drop(created);
+                    if std::mem::replace(&mut first, false) {
+                        self.mark_synced();
+                    }
+                }
+                Ok(watcher::Event::Init) => {}
+                Err(e) => tracing::warn!(error = %e, "Job watch error; retrying with backoff"),
+            }
+        }
+    }
+
     /// One strategic-merge PATCH; the object it returns goes straight into the cache, so a
     /// re-plan right after (before the watch echoes our write) does not write again.
     async fn patch(&self, key: &WorkloadKey, body: serde_json::Value) -> Result<(), kube::Error> {
@@ -693,6 +830,7 @@ impl Engine {
             WorkloadKind::Deployment => self.patch_as::<Deployment>(key, body).await,
             WorkloadKind::StatefulSet => self.patch_as::<StatefulSet>(key, body).await,
             WorkloadKind::DaemonSet => self.patch_as::<DaemonSet>(key, body).await,
+            WorkloadKind::CronJob => self.patch_as::<CronJob>(key, body).await,
             other => {
                 tracing::warn!(
                     kind = other.as_str(),
@@ -788,6 +926,7 @@ fn template_path(kind: WorkloadKind) -> patch::TemplatePath {
         WorkloadKind::Deployment => <Deployment as WorkloadResource>::TEMPLATE_PATH,
         WorkloadKind::StatefulSet => <StatefulSet as WorkloadResource>::TEMPLATE_PATH,
         WorkloadKind::DaemonSet => <DaemonSet as WorkloadResource>::TEMPLATE_PATH,
+        WorkloadKind::CronJob => <CronJob as WorkloadResource>::TEMPLATE_PATH,
         _ => patch::POD_TEMPLATE,
     }
 }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use kube::Resource;
 use serde::de::DeserializeOwned;
@@ -41,6 +42,8 @@ pub struct WorkloadView {
     pub template_annotations: BTreeMap<String, String>,
     /// Pod template spec (containers, volumes).
     pub pod_spec: PodSpec,
+    /// CronJobs only: the job template, from which a reload creates a Job.
+    pub job_template: Option<JobTemplateSpec>,
 }
 
 /// A workload kind we watch, with where its pod template lives.
@@ -59,6 +62,10 @@ pub trait WorkloadResource:
     const TEMPLATE_PATH: TemplatePath;
     /// The pod template.
     fn template(&self) -> Option<&PodTemplateSpec>;
+    /// The job template (CronJobs only).
+    fn job_template(&self) -> Option<&JobTemplateSpec> {
+        None
+    }
 }
 
 impl WorkloadResource for Deployment {
@@ -85,6 +92,20 @@ impl WorkloadResource for DaemonSet {
     }
 }
 
+/// Pod template path of CronJobs.
+pub const CRONJOB_TEMPLATE: TemplatePath = &["spec", "jobTemplate", "spec", "template"];
+
+impl WorkloadResource for CronJob {
+    const KIND: WorkloadKind = WorkloadKind::CronJob;
+    const TEMPLATE_PATH: TemplatePath = CRONJOB_TEMPLATE;
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.job_template.spec.as_ref().map(|s| &s.template)
+    }
+    fn job_template(&self) -> Option<&JobTemplateSpec> {
+        Some(&self.spec.job_template)
+    }
+}
+
 /// Builds the projection; `None` for objects without namespace or name.
 pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
     let meta = object.meta();
@@ -102,6 +123,7 @@ pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
             .and_then(|m| m.annotations.clone())
             .unwrap_or_default(),
         pod_spec: template.and_then(|t| t.spec.clone()).unwrap_or_default(),
+        job_template: object.job_template().cloned(),
     })
 }
 

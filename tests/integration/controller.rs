@@ -19,6 +19,8 @@ pub fn controller_rules() -> serde_json::Value {
     json!([
         {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["list", "watch"]},
         {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create"]},
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
     ])

@@ -7,6 +7,7 @@
 
 mod binary;
 mod controller;
+mod cronjobs;
 mod decisions;
 mod durability;
 mod fixtures;
