@@ -24,7 +24,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         tracing::warn!("{warning}");
     }
     let health = Arc::new(Health::default());
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new(settings.metrics_by_namespace));
 
     let listener = http::bind(settings.http_addr).await?;
     let local_addr = listener.local_addr().map_err(Error::HttpServe)?;

@@ -110,6 +110,15 @@ pub struct Cli {
     #[arg(long, default_value_t = 15)]
     pub ha_lease_duration_seconds: u64,
 
+    /// `METRICS_COUNT_BY_NAMESPACE=enabled` adds reloads-by-namespace counts (upstream's switch).
+    #[arg(
+        long,
+        env = "METRICS_COUNT_BY_NAMESPACE",
+        hide = true,
+        default_value = ""
+    )]
+    pub metrics_count_by_namespace: String,
+
     /// This replica's identity for leader election (the pod name, from the downward API).
     #[arg(long, env = "POD_NAME", hide = true)]
     pub pod_name: Option<String>,
@@ -239,6 +248,8 @@ pub struct Settings {
     pub argo_rollouts: bool,
     /// `--enable-ha`: the Lease to compete for.
     pub lease: Option<crate::ops::leader::LeaseSettings>,
+    /// `METRICS_COUNT_BY_NAMESPACE=enabled`.
+    pub metrics_by_namespace: bool,
 }
 
 impl Cli {
@@ -424,6 +435,7 @@ impl Cli {
             sync_after_restart: self.sync_after_restart,
             argo_rollouts: self.is_argo_rollouts == "true",
             lease,
+            metrics_by_namespace: self.metrics_count_by_namespace == "enabled",
         })
     }
 }

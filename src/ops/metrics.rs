@@ -1,16 +1,29 @@
-//! Prometheus metrics, with upstream's names so existing dashboards and alerts keep working.
+//! Prometheus metrics, with upstream's names and labels so existing dashboards and alerts keep
+//! working, plus the process metrics upstream's load test reads.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Label set of `reloader_reload_executed_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SuccessLabel {
     /// "true" or "false".
     pub success: &'static str,
+}
+
+/// Label set of `reloader_reload_executed_total_by_namespace`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SuccessNamespaceLabels {
+    /// "true" or "false".
+    pub success: &'static str,
+    /// The workload's namespace.
+    pub namespace: String,
 }
 
 /// Label set of `reloader_skipped_total`.
@@ -20,26 +33,80 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// Label set of `reloader_reconcile_*`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// success, error or skipped.
+    pub result: &'static str,
+}
+
+/// Label set of `reloader_action_*`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// Deployment, DaemonSet, StatefulSet, CronJob, ...
+    pub workload_kind: &'static str,
+    /// success or error.
+    pub result: &'static str,
+}
+
+/// Label set of `reloader_errors_total`: `[("type", ...)]` (a keyword, so not a struct field).
+type TypeLabel = Vec<(&'static str, &'static str)>;
+
+/// Label set of `reloader_events_received_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// add, update or delete.
+    pub event_type: &'static str,
+    /// configmaps, secrets, namespaces.
+    pub resource_type: &'static str,
+}
+
+fn reconcile_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+fn action_histogram() -> Histogram {
+    Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+}
+
 /// All metrics the controller exposes on `/metrics`.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     /// One increment per workload write attempt, labelled by outcome (upstream name).
     pub reload_executed: Family<SuccessLabel, Counter>,
+    /// The same by namespace, only with `METRICS_COUNT_BY_NAMESPACE=enabled`. A gauge only so
+    /// the exposed name stays upstream's (a counter would gain a second `_total`); it only grows.
+    reload_executed_by_namespace: Option<Family<SuccessNamespaceLabels, Gauge>>,
     /// Source changes that caused no reload, by reason (upstream name).
     pub skipped: Family<ReasonLabel, Counter>,
+    reconcile_total: Family<ResultLabel, Counter>,
+    reconcile_duration: Family<ResultLabel, Histogram, fn() -> Histogram>,
+    action_total: Family<ActionLabels, Counter>,
+    action_latency: Family<ActionLabels, Histogram, fn() -> Histogram>,
+    errors: Family<TypeLabel, Counter>,
+    retries: Counter,
+    events_received: Family<EventLabels, Counter>,
+    /// Keys added to the work queue.
+    pub workqueue_adds: Counter,
+    /// Keys waiting in the work queue.
+    pub workqueue_depth: Gauge,
+    resident_memory: Gauge,
+    cpu_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new()
+        Self::new(false)
     }
 }
 
 impl Metrics {
     /// Registers every metric. Both `success` values of the reload counter start at zero, as
     /// upstream's do, so `rate()` queries work before the first reload.
-    pub fn new() -> Self {
+    pub fn new(by_namespace: bool) -> Self {
         let mut registry = Registry::default();
         registry.register(
             "kube_reloader_build",
@@ -54,25 +121,126 @@ impl Metrics {
         );
         let _ = reload_executed.get_or_create(&SuccessLabel { success: "true" });
         let _ = reload_executed.get_or_create(&SuccessLabel { success: "false" });
+        let reload_executed_by_namespace = by_namespace.then(|| {
+            let family = Family::<SuccessNamespaceLabels, Gauge>::default();
+            registry.register(
+                "reloader_reload_executed_total_by_namespace",
+                "Counter of reloads executed by Reloader by namespace.",
+                family.clone(),
+            );
+            family
+        });
         let skipped = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "reloader_skipped",
             "Number of skipped reloads",
             skipped.clone(),
         );
+        let reconcile_total = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "reloader_reconcile",
+            "Total number of reconcile operations by result",
+            reconcile_total.clone(),
+        );
+        let reconcile_duration =
+            Family::<ResultLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                reconcile_histogram,
+            );
+        registry.register(
+            "reloader_reconcile_duration_seconds",
+            "Reconcile duration in seconds",
+            reconcile_duration.clone(),
+        );
+        let action_total = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "reloader_action",
+            "Total number of workload actions by kind and result",
+            action_total.clone(),
+        );
+        let action_latency =
+            Family::<ActionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                action_histogram,
+            );
+        registry.register(
+            "reloader_action_latency_seconds",
+            "Latency of workload actions in seconds",
+            action_latency.clone(),
+        );
+        let errors = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "reloader_errors",
+            "Total number of errors by type",
+            errors.clone(),
+        );
+        let retries = Counter::default();
+        registry.register(
+            "reloader_retries",
+            "Total number of retries",
+            retries.clone(),
+        );
+        let events_received = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "reloader_events_received",
+            "Total number of events received by type and resource",
+            events_received.clone(),
+        );
+        let workqueue_adds = Counter::default();
+        registry.register(
+            "reloader_workqueue_adds",
+            "Total number of adds handled by the workqueue",
+            workqueue_adds.clone(),
+        );
+        let workqueue_depth = Gauge::default();
+        registry.register(
+            "reloader_workqueue_depth",
+            "Current depth of the workqueue",
+            workqueue_depth.clone(),
+        );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            resident_memory.clone(),
+        );
+        let cpu_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "process_cpu_seconds_total",
+            "Total user and system CPU time spent in seconds.",
+            cpu_seconds.clone(),
+        );
         Self {
             registry,
             reload_executed,
+            reload_executed_by_namespace,
             skipped,
+            reconcile_total,
+            reconcile_duration,
+            action_total,
+            action_latency,
+            errors,
+            retries,
+            events_received,
+            workqueue_adds,
+            workqueue_depth,
+            resident_memory,
+            cpu_seconds,
         }
     }
 
-    /// Counts one reload write attempt.
-    pub fn reload_executed(&self, success: bool) {
+    /// Counts one reload write attempt in `namespace`.
+    pub fn reload_executed(&self, success: bool, namespace: &str) {
         let success = if success { "true" } else { "false" };
         self.reload_executed
             .get_or_create(&SuccessLabel { success })
             .inc();
+        if let Some(family) = &self.reload_executed_by_namespace {
+            family
+                .get_or_create(&SuccessNamespaceLabels {
+                    success,
+                    namespace: namespace.to_owned(),
+                })
+                .inc();
+        }
     }
 
     /// Counts one skipped change (`no_data_change`, ...).
@@ -80,12 +248,75 @@ impl Metrics {
         self.skipped.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    /// Renders the registry in the OpenMetrics text format.
+    /// Records one reconcile (once per workload plan, unlike upstream's double count).
+    pub fn reconciled(&self, result: &'static str, seconds: f64) {
+        let label = ResultLabel { result };
+        self.reconcile_total.get_or_create(&label).inc();
+        self.reconcile_duration
+            .get_or_create(&label)
+            .observe(seconds);
+    }
+
+    /// Records one write to a workload.
+    pub fn action(&self, workload_kind: &'static str, success: bool, seconds: f64) {
+        let labels = ActionLabels {
+            workload_kind,
+            result: if success { "success" } else { "error" },
+        };
+        self.action_total.get_or_create(&labels).inc();
+        self.action_latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Counts a failed reconcile and its scheduled retry.
+    pub fn failed_and_retried(&self) {
+        self.errors
+            .get_or_create(&vec![("type", "handler_error")])
+            .inc();
+        self.retries.inc();
+    }
+
+    /// Counts one watch event.
+    pub fn event_received(&self, event_type: &'static str, resource_type: &'static str) {
+        self.events_received
+            .get_or_create(&EventLabels {
+                event_type,
+                resource_type,
+            })
+            .inc();
+    }
+
+    /// Renders the registry in the OpenMetrics text format, refreshing the process metrics.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        if let Some((rss, cpu)) = read_process_stats() {
+            self.resident_memory.set(rss);
+            self.cpu_seconds.set(cpu);
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
+}
+
+/// Resident bytes and CPU seconds of this process, from /proc (Linux).
+fn read_process_stats() -> Option<(i64, f64)> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state(0) ... utime(11) stime(12), in clock ticks.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let (page_size, hz) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PAGESIZE),
+            libc::sysconf(libc::_SC_CLK_TCK),
+        )
+    };
+    if page_size <= 0 || hz <= 0 {
+        return None;
+    }
+    Some((pages * page_size, ticks / hz as f64))
 }
 
 #[cfg(test)]
@@ -93,16 +324,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reload_counter_is_exposed_with_both_labels_at_zero() {
-        let text = Metrics::new().encode().unwrap();
+    fn upstream_names_and_labels() {
+        let metrics = Metrics::new(true);
+        metrics.reload_executed(true, "team");
+        metrics.reconciled("success", 0.002);
+        metrics.action("Deployment", true, 0.02);
+        metrics.failed_and_retried();
+        metrics.event_received("update", "configmaps");
+        metrics.skipped("no_data_change");
+        let text = metrics.encode().unwrap();
+        for expected in [
+            "reloader_reload_executed_total{success=\"true\"} 1",
+            "reloader_reload_executed_total{success=\"false\"} 0",
+            "reloader_reload_executed_total_by_namespace{success=\"true\",namespace=\"team\"} 1",
+            "reloader_reconcile_total{result=\"success\"} 1",
+            "reloader_reconcile_duration_seconds_bucket{le=\"0.005\",result=\"success\"} 1",
+            "reloader_action_total{workload_kind=\"Deployment\",result=\"success\"} 1",
+            "reloader_errors_total{type=\"handler_error\"} 1",
+            "reloader_retries_total 1",
+            "reloader_events_received_total{event_type=\"update\",resource_type=\"configmaps\"} 1",
+            "reloader_skipped_total{reason=\"no_data_change\"} 1",
+            "kube_reloader_build_info{version=",
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+        ] {
+            assert!(text.contains(expected), "missing {expected}:\n{text}");
+        }
         assert!(
-            text.contains("reloader_reload_executed_total{success=\"true\"} 0"),
-            "{text}"
+            !Metrics::new(false)
+                .encode()
+                .unwrap()
+                .contains("by_namespace")
         );
-        assert!(
-            text.contains("reloader_reload_executed_total{success=\"false\"} 0"),
-            "{text}"
-        );
-        assert!(text.contains("kube_reloader_build_info{version="), "{text}");
     }
 }

@@ -105,7 +105,10 @@ impl Engine {
             sync_after_restart: settings.sync_after_restart && settings.reload_on_create,
             sources: SourceCache::default(),
             workloads: WorkloadCache::default(),
-            queue: Arc::new(WorkQueue::default()),
+            queue: Arc::new(WorkQueue::with_metrics(
+                metrics.workqueue_adds.clone(),
+                metrics.workqueue_depth.clone(),
+            )),
             metrics,
             health,
             reported: Mutex::new(HashSet::new()),
@@ -406,10 +409,16 @@ impl Engine {
         let mut fresh: HashMap<(String, String), SourceEntry> = HashMap::new();
         let mut first = true;
         let keep_tombstones = self.options.reload_on_delete;
+        let resource_type = match kind {
+            SourceKind::ConfigMap => "configmaps",
+            SourceKind::Secret => "secrets",
+            SourceKind::SecretProviderClass => "secretproviderclasspodstatuses",
+        };
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::Init) => fresh.clear(),
                 Ok(watcher::Event::InitApply(object)) => {
+                    self.metrics.event_received("add", resource_type);
                     let (Some(ns), name) = (object.namespace(), object.name_any()) else {
                         continue;
                     };
@@ -427,6 +436,7 @@ impl Engine {
                     self.relisted(&mut first, changed);
                 }
                 Ok(watcher::Event::Apply(object)) => {
+                    self.metrics.event_received("update", resource_type);
                     let Some(ns) = object.namespace() else {
                         continue;
                     };
@@ -437,6 +447,7 @@ impl Engine {
                     }
                 }
                 Ok(watcher::Event::Delete(object)) => {
+                    self.metrics.event_received("delete", resource_type);
                     let Some(ns) = object.namespace() else {
                         continue;
                     };
@@ -543,22 +554,36 @@ impl Engine {
     async fn work(self: Arc<Self>) {
         loop {
             let key = self.queue.next().await;
+            let started = std::time::Instant::now();
             let result = self.reconcile(&key).await;
+            let outcome = match &result {
+                Ok(true) => "success",
+                Ok(false) => "skipped",
+                Err(_) => "error",
+            };
+            self.metrics
+                .reconciled(outcome, started.elapsed().as_secs_f64());
             self.queue.done(&key, result.is_ok());
             if let Err(message) = result {
+                self.metrics.failed_and_retried();
                 let delay = self.queue.retry_later(key.clone());
-                tracing::warn!(workload = %key, error = %message, retry_in_seconds = delay.as_secs(), "reload failed; will retry");
+                tracing::warn!(
+                    workload = %key,
+                    error = %message,
+                    retry_in_seconds = delay.as_secs(),
+                    "reload failed; will retry"
+                );
             }
         }
     }
 
-    /// Plans one workload from memory and writes at most one patch.
-    async fn reconcile(&self, key: &WorkloadKey) -> Result<(), String> {
+    /// Plans one workload from memory and writes at most one patch; `Ok(true)` when it wrote.
+    async fn reconcile(&self, key: &WorkloadKey) -> Result<bool, String> {
         let Some(view) = self.workloads.get(key) else {
-            return Ok(());
+            return Ok(false);
         };
         if !self.filter.allows(&key.namespace) {
-            return Ok(());
+            return Ok(false);
         }
         let workload = WorkloadAnnotations {
             kind: key.kind,
@@ -617,24 +642,24 @@ impl Engine {
                 WriteState::Allowed => {}
                 WriteState::Follower => {
                     tracing::debug!(workload = %key, "not the leader; the leader writes");
-                    return Ok(());
+                    return Ok(false);
                 }
                 WriteState::Fenced => {
                     // Elected, but the lease is not confirmed fresh: never risk two writers.
                     self.queue
                         .add_after(key.clone(), std::time::Duration::from_secs(1));
-                    return Ok(());
+                    return Ok(false);
                 }
             }
         }
         match decision {
-            Decision::UpToDate => Ok(()),
+            Decision::UpToDate => Ok(false),
             Decision::Baseline { ledger } => {
                 self.patch(key, patch::baseline(&ledger))
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::debug!(workload = %key, "recorded the current digests (no rollout)");
-                Ok(())
+                Ok(true)
             }
             Decision::Reload { ledger, changes } => {
                 let containers: Vec<&str> = view
@@ -647,6 +672,7 @@ impl Engine {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs() as i64)
                     .unwrap_or(0);
+                let started = std::time::Instant::now();
                 let result = if key.kind == WorkloadKind::CronJob {
                     self.instantiate_cronjob(&view, &changes, &ledger, now)
                         .await
@@ -662,7 +688,12 @@ impl Engine {
                     );
                     self.patch(key, body).await
                 };
-                self.metrics.reload_executed(result.is_ok());
+                self.metrics.reload_executed(result.is_ok(), &key.namespace);
+                self.metrics.action(
+                    key.kind.as_str(),
+                    result.is_ok(),
+                    started.elapsed().as_secs_f64(),
+                );
                 match result {
                     Ok(()) => {
                         for change in &changes {
@@ -688,7 +719,7 @@ impl Engine {
                             self.publish(&view, change.kind, EventType::Normal, "Reloaded", note)
                                 .await;
                         }
-                        Ok(())
+                        Ok(true)
                     }
                     Err(e) => {
                         let note = format!(

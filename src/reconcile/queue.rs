@@ -5,6 +5,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 
 use crate::watch::workloads::WorkloadKey;
@@ -23,9 +25,20 @@ struct State {
 pub struct WorkQueue {
     state: Mutex<State>,
     notify: Notify,
+    adds: Counter,
+    depth: Gauge,
 }
 
 impl WorkQueue {
+    /// A queue that reports keys added and keys waiting to these metrics.
+    pub fn with_metrics(adds: Counter, depth: Gauge) -> Self {
+        Self {
+            adds,
+            depth,
+            ..Self::default()
+        }
+    }
+
     /// Adds a key unless it is already waiting.
     pub fn add(&self, key: WorkloadKey) {
         let mut state = self.lock();
@@ -35,6 +48,9 @@ impl WorkQueue {
         }
         if state.queued.insert(key.clone()) {
             state.ready.push_back(key);
+            self.adds.inc();
+            self.depth
+                .set(i64::try_from(state.ready.len()).unwrap_or(i64::MAX));
             drop(state);
             self.notify.notify_one();
         }
@@ -48,6 +64,8 @@ impl WorkQueue {
                 let mut state = self.lock();
                 if let Some(key) = state.ready.pop_front() {
                     state.queued.remove(&key);
+                    self.depth
+                        .set(i64::try_from(state.ready.len()).unwrap_or(i64::MAX));
                     state.active.insert(key.clone());
                     if !state.ready.is_empty() {
                         self.notify.notify_one();

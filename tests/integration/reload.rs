@@ -84,6 +84,20 @@ async fn named_configmap_change_sets_the_env_var_with_one_patch() {
             .await,
         1.0
     );
+    // Upstream's metric names: one action per reload write, a reconcile counted
+    // once per plan, the update event, and the process metrics the upstream load test reads.
+    let action = "reloader_action_total{workload_kind=\"Deployment\",result=\"success\"}";
+    assert_eq!(controller.metric(action).await, 1.0, "the reload");
+    assert!(
+        controller
+            .metric("reloader_reconcile_total{result=\"success\"}")
+            .await
+            >= 2.0
+    );
+    let update =
+        "reloader_events_received_total{event_type=\"update\",resource_type=\"configmaps\"}";
+    assert!(controller.metric(update).await >= 1.0);
+    assert!(controller.metric("process_resident_memory_bytes").await > 1_000_000.0);
 
     // A label-only change: seen (counted as no_data_change), never a rollout.
     Api::<ConfigMap>::namespaced(client.clone(), &ns)
