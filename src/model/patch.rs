@@ -77,18 +77,11 @@ pub fn reload(
             // Upstream writes one source per event; with several at once, the last (in kind,
             // name order) is the one that stays, as it would after sequential upstream writes.
             let value = changes.last().map(|change| {
-                let payload = LastReloadedFrom {
-                    kind: change.kind.upstream_type(),
-                    name: &change.name,
-                    namespace,
-                    hash: change.digest.as_str(),
-                    container_refs: [containers
-                        .get(change.container)
-                        .copied()
-                        .unwrap_or_default()],
-                    observed_at: now_unix,
-                };
-                serde_json::to_string(&payload).unwrap_or_default()
+                let container = containers
+                    .get(change.container)
+                    .copied()
+                    .unwrap_or_default();
+                last_reloaded_from(change, namespace, container, now_unix)
             });
             json!({"metadata": {"annotations": {LAST_RELOADED_FROM: value}}})
         }
@@ -129,20 +122,13 @@ pub fn apply_to_template(
             }
         }
         Strategy::Annotations => {
-            let containers: Vec<String> = spec.containers.iter().map(|c| c.name.clone()).collect();
             if let Some(change) = changes.last() {
-                let payload = LastReloadedFrom {
-                    kind: change.kind.upstream_type(),
-                    name: &change.name,
-                    namespace,
-                    hash: change.digest.as_str(),
-                    container_refs: [containers
-                        .get(change.container)
-                        .map(String::as_str)
-                        .unwrap_or_default()],
-                    observed_at: now_unix,
-                };
-                let value = serde_json::to_string(&payload).unwrap_or_default();
+                let container = spec
+                    .containers
+                    .get(change.container)
+                    .map(|c| c.name.as_str())
+                    .unwrap_or_default();
+                let value = last_reloaded_from(change, namespace, container, now_unix);
                 template
                     .metadata
                     .get_or_insert_with(Default::default)
@@ -152,6 +138,19 @@ pub fn apply_to_template(
             }
         }
     }
+}
+
+/// Upstream's `last-reloaded-from` value for one change.
+fn last_reloaded_from(change: &Change, namespace: &str, container: &str, now_unix: i64) -> String {
+    let payload = LastReloadedFrom {
+        kind: change.kind.upstream_type(),
+        name: &change.name,
+        namespace,
+        hash: change.digest.as_str(),
+        container_refs: [container],
+        observed_at: now_unix,
+    };
+    serde_json::to_string(&payload).unwrap_or_default()
 }
 
 fn ledger_value(ledger: &str) -> Value {

@@ -1,6 +1,7 @@
 //! Running the kube-reloader binary against the shared control plane, as a service account
 //! with exactly the RBAC a user would grant.
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -24,6 +25,48 @@ pub fn controller_rules() -> serde_json::Value {
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
     ])
+}
+
+/// [`controller_rules`] plus what `--enable-ha` needs on Leases.
+pub fn ha_rules() -> serde_json::Value {
+    let mut rules = controller_rules();
+    if let Some(list) = rules.as_array_mut() {
+        list.push(
+            json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "verbs": ["get", "create", "update", "patch", "list", "watch"]}),
+        );
+    }
+    rules
+}
+
+/// Starts one `--enable-ha` replica (6 s Lease) per name, each as its own service account
+/// `<ns>/<name>`, scoped to `ns`. Returns the replicas and their user names, by name.
+pub async fn start_replicas(
+    cluster: &ClusterInfo,
+    ns: &str,
+    names: &[&str],
+) -> (BTreeMap<String, Controller>, BTreeMap<String, String>) {
+    let mut replicas = BTreeMap::new();
+    let mut users = BTreeMap::new();
+    for name in names {
+        let identity = identity_named(cluster, ns, name, ha_rules()).await;
+        users.insert((*name).to_owned(), identity.user.clone());
+        let controller = Controller::start_with_env(
+            cluster,
+            &identity,
+            &format!("{ns}-{name}"),
+            &[
+                "--namespaces",
+                ns,
+                "--enable-ha",
+                "--ha-lease-duration-seconds=6",
+            ],
+            &[("POD_NAME", name), ("POD_NAMESPACE", ns)],
+        )
+        .await;
+        replicas.insert((*name).to_owned(), controller);
+    }
+    (replicas, users)
 }
 
 /// Creates service account `<ns>/kube-reloader` bound to a ClusterRole with `rules`.

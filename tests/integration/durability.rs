@@ -21,7 +21,7 @@ use kube::api::{Api, ListParams};
 use kube_reloader_testenv::{ClusterInfo, ControlPlane, Identity, Tier};
 use serde_json::json;
 
-use crate::controller::{Controller, controller_rules, identity_named, requests_by};
+use crate::controller::{Controller, ha_rules, identity_named, requests_by, start_replicas};
 use crate::fixtures::*;
 use crate::support::{cluster, eventually};
 
@@ -202,12 +202,7 @@ impl Fleet {
 }
 
 async fn controller_identity(cluster: &ClusterInfo, ns: &str, name: &str) -> Identity {
-    let mut rules = controller_rules();
-    rules.as_array_mut().unwrap().push(
-        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-        "verbs": ["get", "create", "update", "patch", "list", "watch"]}),
-    );
-    identity_named(cluster, ns, name, rules).await
+    identity_named(cluster, ns, name, ha_rules()).await
 }
 
 /// Scenarios 1, 5, 6: SIGKILL mid-stream, half the changes made while no controller runs, then a
@@ -259,26 +254,7 @@ async fn three_replicas_leader_killed_mid_stream() {
     let cluster = cluster(Tier::C).await;
     let mut fleet = Fleet::create(&cluster, Tier::C, "ha3").await;
     let ns = fleet.ns.clone();
-    let mut replicas = BTreeMap::new();
-    let mut users = BTreeMap::new();
-    for name in ["r-0", "r-1", "r-2"] {
-        let identity = controller_identity(&cluster, &ns, name).await;
-        users.insert(name.to_owned(), identity.user.clone());
-        let controller = Controller::start_with_env(
-            &cluster,
-            &identity,
-            &format!("{ns}-{name}"),
-            &[
-                "--namespaces",
-                &ns,
-                "--enable-ha",
-                "--ha-lease-duration-seconds=6",
-            ],
-            &[("POD_NAME", name), ("POD_NAMESPACE", &ns)],
-        )
-        .await;
-        replicas.insert(name.to_owned(), controller);
-    }
+    let (mut replicas, users) = start_replicas(&cluster, &ns, &["r-0", "r-1", "r-2"]).await;
     fleet.baselines().await;
     fleet.stream(0..CHANGES / 2).await;
     let leases: Api<Lease> = Api::namespaced(fleet.client.clone(), &ns);

@@ -1,6 +1,5 @@
 //! --enable-ha: several replicas, one writer, failover without missed or duplicated reloads.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -9,7 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use serde_json::json;
 
-use crate::controller::{Controller, controller_rules, identity_named, requests_by};
+use crate::controller::{requests_by, start_replicas};
 use crate::fixtures::*;
 use crate::support::eventually;
 
@@ -33,31 +32,7 @@ async fn only_the_leader_writes_and_a_follower_takes_over() {
     let (cluster, ns, client) = setup("ha").await;
     create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
     named_deployment(&client, &ns, "web", "cfg").await;
-    let mut rules = controller_rules();
-    rules.as_array_mut().unwrap().push(
-        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-        "verbs": ["get", "create", "update", "patch", "list", "watch"]}),
-    );
-    let mut replicas = BTreeMap::new();
-    let mut users = BTreeMap::new();
-    for name in ["replica-a", "replica-b"] {
-        let identity = identity_named(&cluster, &ns, name, rules.clone()).await;
-        users.insert(name, identity.user.clone());
-        let controller = Controller::start_with_env(
-            &cluster,
-            &identity,
-            &format!("{ns}-{name}"),
-            &[
-                "--namespaces",
-                &ns,
-                "--enable-ha",
-                "--ha-lease-duration-seconds=6",
-            ],
-            &[("POD_NAME", name), ("POD_NAMESPACE", &ns)],
-        )
-        .await;
-        replicas.insert(name, controller);
-    }
+    let (mut replicas, users) = start_replicas(&cluster, &ns, &["replica-a", "replica-b"]).await;
     // Both are Ready (followers keep warm caches); one holds the Lease.
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let leader = eventually("a leader", || holder(&leases)).await;
@@ -134,31 +109,7 @@ async fn a_stalled_leader_does_not_write_after_waking_up() {
     let (cluster, ns, client) = setup("ha-stall").await;
     create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
     named_deployment(&client, &ns, "web", "cfg").await;
-    let mut rules = controller_rules();
-    rules.as_array_mut().unwrap().push(
-        json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-        "verbs": ["get", "create", "update", "patch", "list", "watch"]}),
-    );
-    let mut replicas = BTreeMap::new();
-    let mut users = BTreeMap::new();
-    for name in ["replica-a", "replica-b"] {
-        let identity = identity_named(&cluster, &ns, name, rules.clone()).await;
-        users.insert(name, identity.user.clone());
-        let controller = Controller::start_with_env(
-            &cluster,
-            &identity,
-            &format!("{ns}-{name}"),
-            &[
-                "--namespaces",
-                &ns,
-                "--enable-ha",
-                "--ha-lease-duration-seconds=6",
-            ],
-            &[("POD_NAME", name), ("POD_NAMESPACE", &ns)],
-        )
-        .await;
-        replicas.insert(name, controller);
-    }
+    let (mut replicas, users) = start_replicas(&cluster, &ns, &["replica-a", "replica-b"]).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let leader = eventually("a leader", || holder(&leases)).await;
     let follower = if leader == "replica-a" {
