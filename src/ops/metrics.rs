@@ -76,12 +76,12 @@ fn action_histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     /// One increment per workload write attempt, labelled by outcome (upstream name).
-    pub reload_executed: Family<SuccessLabel, Counter>,
+    reload_executed: Family<SuccessLabel, Counter>,
     /// The same by namespace, only with `METRICS_COUNT_BY_NAMESPACE=enabled`. A gauge only so
     /// the exposed name stays upstream's (a counter would gain a second `_total`); it only grows.
     reload_executed_by_namespace: Option<Family<SuccessNamespaceLabels, Gauge>>,
     /// Source changes that caused no reload, by reason (upstream name).
-    pub skipped: Family<ReasonLabel, Counter>,
+    skipped: Family<ReasonLabel, Counter>,
     reconcile_total: Family<ResultLabel, Counter>,
     reconcile_duration: Family<ResultLabel, Histogram, fn() -> Histogram>,
     action_total: Family<ActionLabels, Counter>,

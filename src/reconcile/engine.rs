@@ -21,7 +21,7 @@ use crate::model::plan::{
     self, Cause, Decision, Deleted, LEDGER_ANNOTATION, Markers, PlanOptions, Tracked,
 };
 use crate::model::policy::{
-    LAST_RELOADED_FROM, Policy, SourceRef, WorkloadAnnotations, WorkloadKind,
+    InvalidPattern, LAST_RELOADED_FROM, Policy, SourceRef, WorkloadAnnotations, WorkloadKind,
 };
 use crate::model::refs;
 use crate::ops::health::Health;
@@ -322,45 +322,53 @@ impl Engine {
     fn enqueue_affected(&self, kind: SourceKind, namespace: &str, name: &str) {
         let annotations = self
             .sources
-            .namespace(namespace)
-            .into_iter()
-            .find(|((k, n), _)| *k == kind && n == name)
-            .map(|(_, entry)| entry.annotations)
+            .get(kind, namespace, name)
+            .map(|entry| entry.annotations)
             .unwrap_or_default();
+        let source = SourceRef {
+            kind,
+            name,
+            annotations: &annotations,
+        };
         let ledger_key = format!("\"{}\"", plan::ledger_key(kind, name));
-        for key in self.workloads.keys_in(namespace) {
-            let Some(view) = self.workloads.get(&key) else {
-                continue;
-            };
+        for view in self.workloads.views_in(namespace) {
             let recorded = view
                 .annotations
                 .get(LEDGER_ANNOTATION)
                 .is_some_and(|ledger| ledger.contains(&ledger_key));
+            // Invalid list items matter too: the reconcile reports them.
             let tracks = || {
-                let workload = WorkloadAnnotations {
-                    kind: key.kind,
-                    metadata: &view.annotations,
-                    template: &view.template_annotations,
-                };
-                let source = SourceRef {
-                    kind,
-                    name,
-                    annotations: &annotations,
-                };
-                // Invalid items matter too: the reconcile reports them.
-                let evaluation = self.policy.evaluate(source, workload);
-                match evaluation.result {
-                    Ok(matched) => {
-                        refs::container_for(&view.pod_spec, kind, name, matched.needs_reference())
-                            .is_some()
-                    }
-                    Err(_) => !evaluation.invalid.is_empty(),
-                }
+                let (container, invalid) = self.tracking(&view, source);
+                container.is_some() || !invalid.is_empty()
             };
             if recorded || tracks() {
-                self.queue.add(key);
+                self.queue.add(view.key.clone());
             }
         }
+    }
+
+    /// Whether `view` tracks `source`: the container that carries its marker (upstream's
+    /// decision, then its container choice), plus any invalid list items met on the way.
+    fn tracking(
+        &self,
+        view: &WorkloadView,
+        source: SourceRef<'_>,
+    ) -> (Option<usize>, Vec<InvalidPattern>) {
+        let workload = WorkloadAnnotations {
+            kind: view.key.kind,
+            metadata: &view.annotations,
+            template: &view.template_annotations,
+        };
+        let evaluation = self.policy.evaluate(source, workload);
+        let container = evaluation.result.ok().and_then(|matched| {
+            refs::container_for(
+                &view.pod_spec,
+                source.kind,
+                source.name,
+                matched.needs_reference(),
+            )
+        });
+        (container, evaluation.invalid)
     }
 
     fn enqueue_namespace(&self, namespace: &str) {
@@ -585,32 +593,20 @@ impl Engine {
         if !self.filter.allows(&key.namespace) {
             return Ok(false);
         }
-        let workload = WorkloadAnnotations {
-            kind: key.kind,
-            metadata: &view.annotations,
-            template: &view.template_annotations,
-        };
         let mut tracked = Vec::new();
         let mut deleted = Vec::new();
         for ((kind, name), entry) in self.sources.namespace(&key.namespace) {
-            let evaluation = self.policy.evaluate(
-                SourceRef {
-                    kind,
-                    name: &name,
-                    annotations: &entry.annotations,
-                },
-                workload,
-            );
-            for invalid in &evaluation.invalid {
-                self.report_invalid(&view, &invalid.key, &invalid.item, &invalid.error)
+            let source = SourceRef {
+                kind,
+                name: &name,
+                annotations: &entry.annotations,
+            };
+            let (container, invalid) = self.tracking(&view, source);
+            for item in &invalid {
+                self.report_invalid(&view, &item.key, &item.item, &item.error)
                     .await;
             }
-            let Ok(matched) = evaluation.result else {
-                continue;
-            };
-            let Some(container) =
-                refs::container_for(&view.pod_spec, kind, &name, matched.needs_reference())
-            else {
+            let Some(container) = container else {
                 continue;
             };
             match entry.digest {

@@ -147,6 +147,14 @@ impl SourceCache {
             .unwrap_or_default()
     }
 
+    /// One source's entry.
+    pub fn get(&self, kind: SourceKind, namespace: &str, name: &str) -> Option<SourceEntry> {
+        self.read()
+            .get(namespace)
+            .and_then(|slot| slot.get(&(kind, name.to_owned())))
+            .cloned()
+    }
+
     /// Number of live (non-tombstone) sources, for metrics and tests.
     pub fn len(&self) -> usize {
         self.read()

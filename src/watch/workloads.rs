@@ -186,6 +186,15 @@ impl WorkloadCache {
         self.read().get(key).map(|(view, _)| view.clone())
     }
 
+    /// The workloads in `namespace`.
+    pub fn views_in(&self, namespace: &str) -> Vec<Arc<WorkloadView>> {
+        self.read()
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace)
+            .map(|(_, (view, _))| view.clone())
+            .collect()
+    }
+
     /// Keys of the workloads in `namespace`.
     pub fn keys_in(&self, namespace: &str) -> Vec<WorkloadKey> {
         self.read()
