@@ -7,12 +7,15 @@ use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::error::Error;
+use crate::notify::{AlertSettings, Notifier};
 use crate::ops::health::Health;
 use crate::ops::http::{self, HttpState};
 use crate::ops::leader::Leadership;
 use crate::ops::metrics::Metrics;
+use crate::ops::rest_metrics::RestMetricsLayer;
 use crate::ops::signals::ShutdownSignals;
-use crate::reconcile::engine::Engine;
+use crate::ops::{diagnostics, meta_info};
+use crate::reconcile::engine::{Engine, Outbound};
 
 /// Runs kube-reloader until SIGTERM or SIGINT.
 ///
@@ -25,6 +28,11 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     }
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::new(settings.metrics_by_namespace));
+    let outbound = outbound(&settings, &metrics)?;
+    let engine_slot: diagnostics::EngineSlot = Arc::default();
+    if let Some(addr) = settings.diagnostics_addr {
+        diagnostics::serve(addr, engine_slot.clone()).await?;
+    }
 
     let listener = http::bind(settings.http_addr).await?;
     let local_addr = listener.local_addr().map_err(Error::HttpServe)?;
@@ -40,7 +48,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     }));
 
     let connected = tokio::select! {
-        result = connect(settings.api_timeout) => Some(result),
+        result = connect(settings.api_timeout, &metrics) => Some(result),
         _ = signals.recv() => None,
     };
     let signal = match connected {
@@ -69,13 +77,21 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
                     }
                 },
             };
+            if let Ok(namespace) = std::env::var("RELOADER_NAMESPACE")
+                && !namespace.is_empty()
+            {
+                let deployment = std::env::var("RELOADER_DEPLOYMENT_NAME").unwrap_or_default();
+                meta_info::publish(&client, &settings, &namespace, &deployment).await;
+            }
             let engine = Engine::new(
                 client,
                 &settings,
                 metrics.clone(),
                 health.clone(),
                 leadership,
+                outbound,
             );
+            let _ = engine_slot.set(engine.clone());
             let engine_task = tokio::spawn(engine.run());
             let signal = signals.recv().await;
             engine_task.abort();
@@ -97,14 +113,26 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
 
 /// Builds a client from KUBECONFIG, ~/.kube/config or the in-cluster service account, and checks
 /// that the API server answers with that identity.
-pub async fn connect(timeout: Duration) -> Result<kube::Client, Error> {
+pub async fn connect(timeout: Duration, metrics: &Metrics) -> Result<kube::Client, Error> {
     let config = kube::Config::infer().await.map_err(Error::NoClientConfig)?;
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(|source| Error::ClientSetup {
-        server: server.clone(),
-        source,
-        fix: "check the certificate and credential fields of your kubeconfig",
-    })?;
+    let host = config
+        .cluster_url
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(|source| Error::ClientSetup {
+            server: server.clone(),
+            source,
+            fix: "check the certificate and credential fields of your kubeconfig",
+        })?
+        .with_layer(&RestMetricsLayer::new(
+            metrics.rest_requests.clone(),
+            metrics.rest_duration.clone(),
+            host,
+        ))
+        .build();
     let version = match tokio::time::timeout(timeout, client.apiserver_version()).await {
         Ok(Ok(version)) => version,
         Ok(Err(e)) => return Err(unreachable(&server, &e)),
@@ -121,6 +149,35 @@ pub async fn connect(timeout: Duration) -> Result<kube::Client, Error> {
     };
     tracing::info!(server = %server, version = %version.git_version, "connected to the Kubernetes API server");
     Ok(client)
+}
+
+/// Sets up webhook mode and alerts from the flags and upstream's ALERT_* variables.
+fn outbound(settings: &Settings, metrics: &Metrics) -> Result<Outbound, Error> {
+    let alerts = match AlertSettings::from_env(|name| std::env::var(name).ok()) {
+        Ok(alerts) => alerts,
+        Err(problem) => {
+            tracing::error!("{problem}");
+            None
+        }
+    };
+    if settings.webhook_url.is_some() {
+        tracing::warn!(
+            "--webhook-url is set: changes are POSTed to the webhook and no workload is reloaded"
+        );
+    }
+    let notifier = if alerts.is_some() || settings.webhook_url.is_some() {
+        Some(Notifier::start(
+            alerts.as_ref().and_then(|a| a.proxy.as_deref()),
+            metrics.notifications.clone(),
+        )?)
+    } else {
+        None
+    };
+    Ok(Outbound {
+        notifier,
+        webhook_url: settings.webhook_url.clone(),
+        alerts,
+    })
 }
 
 /// Explains a failed startup request in words a user can act on.

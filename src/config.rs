@@ -98,6 +98,23 @@ pub struct Cli {
     )]
     pub is_argo_rollouts: String,
 
+    /// Send every qualifying change to this URL (POST `{"webhook":"update successful"}`)
+    /// instead of reloading workloads.
+    #[arg(long, default_value = "")]
+    pub webhook_url: String,
+
+    /// Serve diagnostics (/debug/state, /debug/pprof/) on --pprof-addr; off by default.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub enable_pprof: bool,
+
+    /// Address of the diagnostics listener, as host:port or :port.
+    #[arg(long, default_value = ":6060")]
+    pub pprof_addr: String,
+
+    /// Reload when a secrets-store CSI SecretProviderClassPodStatus reports new object versions.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub enable_csi_integration: bool,
+
     /// Leader election on a Lease so several replicas can run (needs POD_NAME and POD_NAMESPACE).
     #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub enable_ha: bool,
@@ -250,6 +267,12 @@ pub struct Settings {
     pub lease: Option<crate::ops::leader::LeaseSettings>,
     /// `METRICS_COUNT_BY_NAMESPACE=enabled`.
     pub metrics_by_namespace: bool,
+    /// `--webhook-url`: POST changes there instead of reloading.
+    pub webhook_url: Option<String>,
+    /// `--enable-pprof`: where the diagnostics listener serves.
+    pub diagnostics_addr: Option<SocketAddr>,
+    /// `--enable-csi-integration`.
+    pub csi: bool,
 }
 
 impl Cli {
@@ -397,6 +420,27 @@ impl Cli {
         } else {
             None
         };
+        let diagnostics_addr = if self.enable_pprof {
+            Some(
+                parse_listen_addr(&self.pprof_addr).ok_or_else(|| Error::InvalidFlag {
+                    flag: "--pprof-addr",
+                    value: self.pprof_addr.clone(),
+                    reason: "expected host:port or :port, e.g. \":6060\"".into(),
+                })?,
+            )
+        } else {
+            None
+        };
+        let webhook_ok = self.webhook_url.is_empty()
+            || self.webhook_url.starts_with("http://")
+            || self.webhook_url.starts_with("https://");
+        if !webhook_ok {
+            return Err(Error::InvalidFlag {
+                flag: "--webhook-url",
+                value: self.webhook_url.clone(),
+                reason: "expected an http:// or https:// URL".into(),
+            });
+        }
         let policy = Policy {
             keys: AnnotationKeys {
                 configmap_reload: self.configmap_annotation,
@@ -436,6 +480,9 @@ impl Cli {
             argo_rollouts: self.is_argo_rollouts == "true",
             lease,
             metrics_by_namespace: self.metrics_count_by_namespace == "enabled",
+            webhook_url: Some(self.webhook_url).filter(|u| !u.is_empty()),
+            diagnostics_addr,
+            csi: self.enable_csi_integration,
         })
     }
 }

@@ -16,6 +16,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// The HTTP client for webhooks or alerts cannot be set up.
+    #[error("cannot set up notifications: {0}")]
+    Notifier(String),
+
     /// No kubeconfig and no in-cluster service account were found.
     #[error(
         "no Kubernetes client configuration found: {0}\n  fix: set KUBECONFIG to a kubeconfig file, \

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod notify;
 pub mod ops;
 pub mod reconcile;
 pub mod watch;

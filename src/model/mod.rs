@@ -2,6 +2,7 @@
 
 pub mod digest;
 pub mod patch;
+pub mod pause;
 pub mod plan;
 pub mod policy;
 pub mod refs;

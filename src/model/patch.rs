@@ -49,6 +49,24 @@ pub fn reload(
     ledger: &str,
     now_unix: i64,
 ) -> Value {
+    let mut body = baseline(ledger);
+    merge(
+        &mut body,
+        template_markers(strategy, path, namespace, containers, changes, now_unix),
+    );
+    body
+}
+
+/// The strategic-merge patch of the pod-template markers alone (no ledger): for a Rollout
+/// whose template lives in the Deployment its `workloadRef` names.
+pub fn template_markers(
+    strategy: Strategy,
+    path: TemplatePath,
+    namespace: &str,
+    containers: &[&str],
+    changes: &[Change],
+    now_unix: i64,
+) -> Value {
     let template = match strategy {
         Strategy::EnvVars => {
             let mut per_container: Vec<(&str, Vec<Value>)> = Vec::new();
@@ -86,8 +104,86 @@ pub fn reload(
             json!({"metadata": {"annotations": {LAST_RELOADED_FROM: value}}})
         }
     };
-    let mut body = baseline(ledger);
+    let mut body = json!({});
     insert_at(&mut body, path, template);
+    body
+}
+
+/// The JSON merge patch of a reload, for custom resources (which take no strategic merge):
+/// a merge patch replaces lists whole, so under env-vars it carries the full container list of
+/// `template` with the markers applied, and `resource_version` makes the API server refuse it
+/// if the object changed since we read it.
+pub fn merge_reload(
+    strategy: Strategy,
+    template: &PodTemplateSpec,
+    namespace: &str,
+    changes: &[Change],
+    ledger: &str,
+    resource_version: Option<u64>,
+    now_unix: i64,
+) -> Value {
+    let mut updated = template.clone();
+    apply_to_template(&mut updated, strategy, namespace, changes, now_unix);
+    let mut body = baseline(ledger);
+    match strategy {
+        Strategy::EnvVars => {
+            let containers = updated
+                .spec
+                .map(|s| serde_json::to_value(s.containers).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            merge(
+                &mut body,
+                json!({"spec": {"template": {"spec": {"containers": containers}}}}),
+            );
+            if let Some(version) = resource_version {
+                merge(
+                    &mut body,
+                    json!({"metadata": {"resourceVersion": version.to_string()}}),
+                );
+            }
+        }
+        Strategy::Annotations => {
+            let value = updated
+                .metadata
+                .and_then(|m| m.annotations)
+                .and_then(|mut a| a.remove(LAST_RELOADED_FROM));
+            merge(
+                &mut body,
+                json!({"spec": {"template": {"metadata": {"annotations": {LAST_RELOADED_FROM: value}}}}}),
+            );
+        }
+    }
+    body
+}
+
+/// Argo Rollouts' restart: `spec.restartAt` (RFC 3339) makes the Rollout controller replace
+/// its pods without a new revision; the ledger records what it was done for.
+pub fn restart_at(ledger: &str, now_rfc3339: &str) -> Value {
+    let mut body = baseline(ledger);
+    merge(&mut body, json!({"spec": {"restartAt": now_rfc3339}}));
+    body
+}
+
+/// The pause that precedes a reload of a Deployment with a pause period: merged into the
+/// reload patch, so the Deployment is paused in the same write that changes its template and
+/// no pod rolls until we resume it.
+pub fn pause(paused_at_key: &str, now_rfc3339: &str) -> Value {
+    json!({"spec": {"paused": true}, "metadata": {"annotations": {paused_at_key: now_rfc3339}}})
+}
+
+/// The resume after a pause period: unpause and drop our `paused-at` annotation.
+pub fn resume(paused_at_key: &str) -> Value {
+    json!({"spec": {"paused": false}, "metadata": {"annotations": {paused_at_key: null}}})
+}
+
+/// Drops a stale `paused-at` from a Deployment someone else already resumed.
+pub fn forget_pause(paused_at_key: &str) -> Value {
+    json!({"metadata": {"annotations": {paused_at_key: null}}})
+}
+
+/// Adds `extra` into `body` (objects merged key by key).
+pub fn combine(mut body: Value, extra: Value) -> Value {
+    merge(&mut body, extra);
     body
 }
 

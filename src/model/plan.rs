@@ -18,6 +18,11 @@ use crate::model::digest::{self, Digest, SourceKind, env_var_name};
 /// `{"configmap/<name>": "<sha1>", "secret/<name>": "<sha1>"}`. Writing it does not roll pods.
 pub const LEDGER_ANNOTATION: &str = "kube-reloader.io/digests";
 
+/// Annotation on a Job we created from a CronJob: the CronJob ledger it was created for, so
+/// a retry or a restart finds it and does not create a second Job for the same change. (Not
+/// the Job's own ledger: the Job may be a tracked workload itself.)
+pub const CREATED_FOR_ANNOTATION: &str = "kube-reloader.io/created-for";
+
 /// A source the workload tracks, with its digest now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tracked {

@@ -79,6 +79,8 @@ pub enum WorkloadKind {
     Job,
     /// argoproj.io/v1alpha1 Rollout.
     Rollout,
+    /// apps.openshift.io/v1 DeploymentConfig.
+    DeploymentConfig,
 }
 
 impl WorkloadKind {
@@ -91,6 +93,7 @@ impl WorkloadKind {
             Self::CronJob => "CronJob",
             Self::Job => "Job",
             Self::Rollout => "Rollout",
+            Self::DeploymentConfig => "DeploymentConfig",
         }
     }
 }

@@ -61,6 +61,63 @@ pub struct EventLabels {
     pub resource_type: &'static str,
 }
 
+/// Label set of `reloader_events_processed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProcessedLabels {
+    /// add, update or delete (upstream always says "unknown"; we say which).
+    pub event_type: &'static str,
+    /// configmaps, secrets, secretproviderclasspodstatuses.
+    pub resource_type: &'static str,
+    /// success (handled) or dropped.
+    pub result: &'static str,
+}
+
+/// Label set of `reloader_workloads_scanned_total` / `_matched_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// Deployment, DaemonSet, ...
+    pub kind: &'static str,
+}
+
+/// Label set of `kube_reloader_notifications_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// webhook or alert.
+    pub kind: &'static str,
+    /// success, error (after retries) or dropped (queue full).
+    pub result: &'static str,
+}
+
+/// Label set of `rest_client_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestRequestLabels {
+    /// HTTP status code, or "<error>" when no response came.
+    pub code: String,
+    /// HTTP method.
+    pub method: String,
+    /// API server host:port.
+    pub host: String,
+}
+
+/// Label set of `rest_client_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestDurationLabels {
+    /// HTTP method, as client-go's `verb` label.
+    pub verb: String,
+    /// API server host:port.
+    pub host: String,
+}
+
+fn workqueue_latency_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ])
+}
+
+fn rest_histogram() -> Histogram {
+    Histogram::new([0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0])
+}
+
 fn reconcile_histogram() -> Histogram {
     Histogram::new([
         0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -89,6 +146,17 @@ pub struct Metrics {
     errors: Family<TypeLabel, Counter>,
     retries: Counter,
     events_received: Family<EventLabels, Counter>,
+    events_processed: Family<ProcessedLabels, Counter>,
+    workloads_scanned: Family<KindLabel, Counter>,
+    workloads_matched: Family<KindLabel, Counter>,
+    /// Seconds a key waited in the work queue before a worker took it.
+    pub workqueue_latency: Histogram,
+    /// Webhook and alert deliveries by outcome.
+    pub notifications: Family<NotificationLabels, Counter>,
+    /// API requests by status code, method and host (client-go's name).
+    pub rest_requests: Family<RestRequestLabels, Counter>,
+    /// API request latency by verb and host (client-go's name).
+    pub rest_duration: Family<RestDurationLabels, Histogram, fn() -> Histogram>,
     /// Keys added to the work queue.
     pub workqueue_adds: Counter,
     /// Keys waiting in the work queue.
@@ -184,6 +252,51 @@ impl Metrics {
             "Total number of events received by type and resource",
             events_received.clone(),
         );
+        let events_processed = Family::<ProcessedLabels, Counter>::default();
+        registry.register(
+            "reloader_events_processed",
+            "Total number of events processed by type, resource and result",
+            events_processed.clone(),
+        );
+        let workloads_scanned = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "reloader_workloads_scanned",
+            "Total number of workloads evaluated against a change, by kind",
+            workloads_scanned.clone(),
+        );
+        let workloads_matched = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "reloader_workloads_matched",
+            "Total number of workloads a change was written to, by kind",
+            workloads_matched.clone(),
+        );
+        let workqueue_latency = workqueue_latency_histogram();
+        registry.register(
+            "reloader_workqueue_latency_seconds",
+            "How long an item stays in the workqueue before being processed",
+            workqueue_latency.clone(),
+        );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "kube_reloader_notifications",
+            "Webhook and alert deliveries by kind and result (error after retries, dropped when the queue is full)",
+            notifications.clone(),
+        );
+        let rest_requests = Family::<RestRequestLabels, Counter>::default();
+        registry.register(
+            "rest_client_requests",
+            "Number of HTTP requests to the Kubernetes API, partitioned by status code, method, and host.",
+            rest_requests.clone(),
+        );
+        let rest_duration =
+            Family::<RestDurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                rest_histogram,
+            );
+        registry.register(
+            "rest_client_request_duration_seconds",
+            "Request latency in seconds. Broken down by verb and host.",
+            rest_duration.clone(),
+        );
         let workqueue_adds = Counter::default();
         registry.register(
             "reloader_workqueue_adds",
@@ -220,6 +333,13 @@ impl Metrics {
             errors,
             retries,
             events_received,
+            events_processed,
+            workloads_scanned,
+            workloads_matched,
+            workqueue_latency,
+            notifications,
+            rest_requests,
+            rest_duration,
             workqueue_adds,
             workqueue_depth,
             resident_memory,
@@ -285,6 +405,36 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one source event handled (`success`) or filtered out (`dropped`).
+    pub fn event_processed(
+        &self,
+        event_type: &'static str,
+        resource_type: &'static str,
+        result: &'static str,
+    ) {
+        self.events_processed
+            .get_or_create(&ProcessedLabels {
+                event_type,
+                resource_type,
+                result,
+            })
+            .inc();
+    }
+
+    /// Counts one workload evaluated by a plan.
+    pub fn workload_scanned(&self, kind: &'static str) {
+        self.workloads_scanned
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// Counts one workload a reload was written to.
+    pub fn workload_matched(&self, kind: &'static str) {
+        self.workloads_matched
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
     /// Renders the registry in the OpenMetrics text format, refreshing the process metrics.
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
         if let Some((rss, cpu)) = read_process_stats() {
@@ -332,6 +482,10 @@ mod tests {
         metrics.failed_and_retried();
         metrics.event_received("update", "configmaps");
         metrics.skipped("no_data_change");
+        metrics.event_processed("update", "configmaps", "success");
+        metrics.workload_scanned("Deployment");
+        metrics.workload_matched("Deployment");
+        metrics.workqueue_latency.observe(0.002);
         let text = metrics.encode().unwrap();
         for expected in [
             "reloader_reload_executed_total{success=\"true\"} 1",
@@ -345,6 +499,10 @@ mod tests {
             "reloader_events_received_total{event_type=\"update\",resource_type=\"configmaps\"} 1",
             "reloader_skipped_total{reason=\"no_data_change\"} 1",
             "kube_reloader_build_info{version=",
+            "reloader_events_processed_total{event_type=\"update\",resource_type=\"configmaps\",result=\"success\"} 1",
+            "reloader_workloads_scanned_total{kind=\"Deployment\"} 1",
+            "reloader_workloads_matched_total{kind=\"Deployment\"} 1",
+            "reloader_workqueue_latency_seconds_bucket{le=\"0.005\"} 1",
             "process_resident_memory_bytes ",
             "process_cpu_seconds_total ",
         ] {

@@ -1,8 +1,11 @@
 //! Operating the controller: logs, the HTTP endpoints, metrics and process signals.
 
+pub mod diagnostics;
 pub mod health;
 pub mod http;
 pub mod leader;
 pub mod logging;
+pub mod meta_info;
 pub mod metrics;
+pub mod rest_metrics;
 pub mod signals;

@@ -1,14 +1,16 @@
 //! Wiring: watchers → caches → queue → plan → one PATCH → Event, metric, log line.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference, PodTemplateSpec, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -17,17 +19,24 @@ use tokio::sync::watch;
 use crate::config::{Scope, Settings};
 use crate::model::digest::{self, SourceKind};
 use crate::model::patch;
+use crate::model::pause::{self, PauseState};
 use crate::model::plan::{
-    self, Cause, Decision, Deleted, LEDGER_ANNOTATION, Markers, PlanOptions, Tracked,
+    self, CREATED_FOR_ANNOTATION, Cause, Decision, Deleted, LEDGER_ANNOTATION, Markers,
+    PlanOptions, Tracked,
 };
 use crate::model::policy::{
-    InvalidPattern, LAST_RELOADED_FROM, Policy, SourceRef, WorkloadAnnotations, WorkloadKind,
+    InvalidPattern, LAST_RELOADED_FROM, Policy, ROLLOUT_STRATEGY, SourceRef, WorkloadAnnotations,
+    WorkloadKind,
 };
 use crate::model::refs;
+use crate::notify::{self, AlertSettings, Notifier};
 use crate::ops::health::Health;
 use crate::ops::leader::{Leadership, WriteState};
 use crate::ops::metrics::Metrics;
 use crate::reconcile::queue::WorkQueue;
+use crate::watch::custom::{
+    DeploymentConfig, Rollout, SecretProviderClass, SecretProviderClassPodStatus,
+};
 use crate::watch::sources::{self, SourceCache, SourceEntry};
 use crate::watch::workloads::{self, WorkloadCache, WorkloadKey, WorkloadResource, WorkloadView};
 use crate::watch::{NamespaceFilter, access};
@@ -35,6 +44,33 @@ use crate::watch::{NamespaceFilter, access};
 /// Field manager of every write, as upstream's, so managed-fields show who wrote the markers.
 pub const FIELD_MANAGER: &str = "Reloader";
 const WORKERS: usize = 4;
+
+/// Where notifications go: upstream's `--webhook-url` mode and alerts after reloads.
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    /// The sender, when either is configured.
+    pub notifier: Option<Notifier>,
+    /// `--webhook-url`: POST each qualifying change there and reload nothing.
+    pub webhook_url: Option<String>,
+    /// `ALERT_ON_RELOAD=true`: announce each reload.
+    pub alerts: Option<AlertSettings>,
+}
+
+/// A Job deleted for a reload, to be created again: the new Job, and what to announce.
+#[derive(Debug, Clone)]
+struct PendingJob {
+    job: Job,
+    old: WorkloadView,
+    changes: Vec<plan::Change>,
+}
+
+/// Optional kinds found served (and asked for) at startup.
+#[derive(Debug, Clone, Copy, Default)]
+struct Optional {
+    rollouts: bool,
+    deployment_configs: bool,
+    csi: bool,
+}
 
 /// Everything the watchers and workers share.
 pub struct Engine {
@@ -61,6 +97,18 @@ pub struct Engine {
     /// Jobs we created from CronJobs, as (namespace, CronJob, ledger): a retry or a restart
     /// that finds the Job for a change does not create a second one.
     created_jobs: Mutex<HashSet<(String, String, String)>>,
+    /// Jobs deleted for a reload and not yet created again.
+    pending_jobs: Mutex<HashMap<WorkloadKey, PendingJob>>,
+    argo_rollouts: bool,
+    csi: bool,
+    outbound: Outbound,
+    /// Per (namespace, class): the resourceVersion and digest of the newest pod status seen,
+    /// so one stale pod status never turns a class's digest back.
+    spc_status: Mutex<HashMap<(String, String), (u64, digest::Digest)>>,
+    /// Annotations (ignore, match) of SecretProviderClasses, by (namespace, name).
+    spc_annotations: Mutex<HashMap<(String, String), BTreeMap<String, String>>>,
+    /// What is watched, for diagnostics.
+    watched: Mutex<Vec<String>>,
 }
 
 impl Engine {
@@ -71,6 +119,7 @@ impl Engine {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
         leadership: Leadership,
+        outbound: Outbound,
     ) -> Arc<Self> {
         let instance = std::env::var("POD_NAME")
             .ok()
@@ -87,6 +136,10 @@ impl Engine {
         let recorders = HashMap::from([
             (SourceKind::ConfigMap, recorder("reloader-configmaps")),
             (SourceKind::Secret, recorder("reloader-secrets")),
+            (
+                SourceKind::SecretProviderClass,
+                recorder("reloader-secretproviderclasspodstatuses"),
+            ),
         ]);
         Arc::new(Self {
             general_recorder: recorder("kube-reloader"),
@@ -108,6 +161,7 @@ impl Engine {
             queue: Arc::new(WorkQueue::with_metrics(
                 metrics.workqueue_adds.clone(),
                 metrics.workqueue_depth.clone(),
+                metrics.workqueue_latency.clone(),
             )),
             metrics,
             health,
@@ -116,7 +170,98 @@ impl Engine {
             leadership,
             lease_namespace: settings.lease.as_ref().map(|l| l.namespace.clone()),
             created_jobs: Mutex::new(HashSet::new()),
+            pending_jobs: Mutex::new(HashMap::new()),
+            argo_rollouts: settings.argo_rollouts,
+            csi: settings.csi,
+            outbound,
+            spc_status: Mutex::new(HashMap::new()),
+            spc_annotations: Mutex::new(HashMap::new()),
+            watched: Mutex::new(Vec::new()),
         })
+    }
+
+    /// A snapshot of the engine's state for the diagnostics endpoint (names and counts only).
+    pub fn diagnostics(&self) -> serde_json::Value {
+        let leadership = match self.leadership.write_state() {
+            WriteState::Allowed => "writing",
+            WriteState::Follower => "following",
+            WriteState::Fenced => "elected, waiting for a fresh lease",
+        };
+        let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+        for key in self.workloads.keys() {
+            *by_kind.entry(key.kind.as_str()).or_default() += 1;
+        }
+        serde_json::json!({
+            "watching": *self.watched.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+            "synced_watchers": *self.synced.borrow(),
+            "sources": self.sources.len(),
+            "workloads": by_kind,
+            "queue_depth": self.queue.depth(),
+            "pending_job_recreations": self.pending_jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len(),
+            "leadership": leadership,
+            "webhook_mode": self.outbound.webhook_url.is_some(),
+        })
+    }
+
+    fn watching(&self, what: String) {
+        self.watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(what);
+    }
+
+    /// Whether the API server serves `resource` in `api_version`. Only a 404 counts as absent:
+    /// on any other error we assume it is served and let the watcher report and retry.
+    async fn served(&self, api_version: &str, resource: &str) -> bool {
+        match self.client.list_api_group_resources(api_version).await {
+            Ok(list) => list.resources.iter().any(|r| r.name == resource),
+            Err(kube::Error::Api(status)) if status.code == 404 => false,
+            Err(e) => {
+                tracing::warn!(api_version, resource, error = %e, "cannot check whether the API is served; assuming it is");
+                true
+            }
+        }
+    }
+
+    /// Finds the optional kinds: asked for by flags, and served by this cluster.
+    async fn discover(&self) -> Optional {
+        let webhook_mode = self.outbound.webhook_url.is_some();
+        let mut optional = Optional::default();
+        if self.argo_rollouts && !webhook_mode {
+            optional.rollouts = self.served("argoproj.io/v1alpha1", "rollouts").await;
+            if !optional.rollouts {
+                tracing::warn!(
+                    "--is-Argo-Rollouts=true, but this cluster does not serve argoproj.io/v1alpha1 \
+                     rollouts; Rollouts are skipped. Fix: install Argo Rollouts (its CRDs) and restart kube-reloader"
+                );
+            }
+        }
+        if !webhook_mode {
+            optional.deployment_configs = self
+                .served("apps.openshift.io/v1", "deploymentconfigs")
+                .await;
+            if !optional.deployment_configs {
+                tracing::info!(
+                    "this cluster does not serve apps.openshift.io/v1 deploymentconfigs; DeploymentConfigs are skipped"
+                );
+            }
+        }
+        if self.csi {
+            optional.csi = self
+                .served(
+                    "secrets-store.csi.x-k8s.io/v1",
+                    "secretproviderclasspodstatuses",
+                )
+                .await;
+            if !optional.csi {
+                tracing::warn!(
+                    "--enable-csi-integration=true, but this cluster does not serve \
+                     secrets-store.csi.x-k8s.io/v1 secretproviderclasspodstatuses; CSI reloads are off. \
+                     Fix: install the Secrets Store CSI driver and restart kube-reloader"
+                );
+            }
+        }
+        optional
     }
 
     /// Starts every watcher, waits for all to sync, then runs the workers until the process
@@ -126,7 +271,9 @@ impl Engine {
             Scope::Global { .. } => vec![None],
             Scope::Namespaces(list) => list.iter().cloned().map(Some).collect(),
         };
-        let denied = self.check_access(&namespaces).await;
+        let optional = self.discover().await;
+        let webhook_mode = self.outbound.webhook_url.is_some();
+        let denied = self.check_access(&namespaces, optional).await;
         let allowed = |resource: &str, ns: &Option<String>| {
             !denied.iter().any(|m| {
                 m.need.resource == resource
@@ -135,6 +282,13 @@ impl Engine {
             })
         };
         let mut watchers = 0;
+        let mut watch = |what: &str, ns: &Option<String>| {
+            self.watching(format!(
+                "{what} in {}",
+                ns.as_deref().unwrap_or("all namespaces")
+            ));
+            watchers += 1;
+        };
         for ns in &namespaces {
             if self.watch_configmaps && allowed("configmaps", ns) {
                 tokio::spawn(self.clone().watch_sources::<ConfigMap>(
@@ -142,7 +296,7 @@ impl Engine {
                     SourceKind::ConfigMap,
                     digest::configmap,
                 ));
-                watchers += 1;
+                watch("configmaps", ns);
             }
             if self.watch_secrets && allowed("secrets", ns) {
                 tokio::spawn(self.clone().watch_sources::<Secret>(
@@ -150,26 +304,51 @@ impl Engine {
                     SourceKind::Secret,
                     digest::secret,
                 ));
-                watchers += 1;
+                watch("secrets", ns);
+            }
+            if optional.csi
+                && allowed("secretproviderclasspodstatuses", ns)
+                && allowed("secretproviderclasses", ns)
+            {
+                tokio::spawn(self.clone().watch_secret_provider_classes(ns.clone()));
+                tokio::spawn(self.clone().watch_spc_pod_statuses(ns.clone()));
+                watch("secretproviderclasses", ns);
+                watch("secretproviderclasspodstatuses", ns);
+            }
+            if webhook_mode {
+                // Upstream's webhook mode looks at no workload.
+                continue;
             }
             if allowed("deployments", ns) {
                 tokio::spawn(self.clone().watch_workloads::<Deployment>(ns.clone()));
-                watchers += 1;
+                watch("deployments", ns);
             }
             if allowed("statefulsets", ns) {
                 tokio::spawn(self.clone().watch_workloads::<StatefulSet>(ns.clone()));
-                watchers += 1;
+                watch("statefulsets", ns);
             }
             if allowed("daemonsets", ns) {
                 tokio::spawn(self.clone().watch_workloads::<DaemonSet>(ns.clone()));
-                watchers += 1;
+                watch("daemonsets", ns);
             }
-            // A CronJob reload creates a Job; the Job watch keeps one Job per change, even
-            // across retries and restarts.
-            if !self.policy.ignore_cronjobs && allowed("cronjobs", ns) && allowed("jobs", ns) {
-                tokio::spawn(self.clone().watch_workloads::<CronJob>(ns.clone()));
-                tokio::spawn(self.clone().watch_jobs(ns.clone()));
-                watchers += 2;
+            // Jobs are watched for their own reloads, and because a CronJob reload creates a
+            // Job: the watch keeps one Job per change, even across retries and restarts.
+            let cronjobs = !self.policy.ignore_cronjobs && allowed("cronjobs", ns);
+            if allowed("jobs", ns) && (cronjobs || !self.policy.ignore_jobs) {
+                tokio::spawn(self.clone().watch_workloads::<Job>(ns.clone()));
+                watch("jobs", ns);
+                if cronjobs {
+                    tokio::spawn(self.clone().watch_workloads::<CronJob>(ns.clone()));
+                    watch("cronjobs", ns);
+                }
+            }
+            if optional.rollouts && allowed("rollouts", ns) {
+                tokio::spawn(self.clone().watch_workloads::<Rollout>(ns.clone()));
+                watch("rollouts", ns);
+            }
+            if optional.deployment_configs && allowed("deploymentconfigs", ns) {
+                tokio::spawn(self.clone().watch_workloads::<DeploymentConfig>(ns.clone()));
+                watch("deploymentconfigs", ns);
             }
         }
         if let Scope::Global {
@@ -179,7 +358,7 @@ impl Engine {
             && allowed("namespaces", &None)
         {
             tokio::spawn(self.clone().watch_namespaces(selector.clone()));
-            watchers += 1;
+            watch("namespaces", &None);
         }
         let mut synced = self.synced.subscribe();
         let _ = synced.wait_for(|n| *n >= watchers).await;
@@ -228,7 +407,12 @@ impl Engine {
     }
 
     /// Checks RBAC for everything we are about to watch or write; reports each gap once.
-    async fn check_access(&self, namespaces: &[Option<String>]) -> Vec<access::Missing> {
+    async fn check_access(
+        &self,
+        namespaces: &[Option<String>],
+        optional: Optional,
+    ) -> Vec<access::Missing> {
+        let webhook_mode = self.outbound.webhook_url.is_some();
         let mut needs = Vec::new();
         for ns in namespaces {
             let mut need = |group, resource, verbs| {
@@ -245,12 +429,45 @@ impl Engine {
             if self.watch_secrets {
                 need("", "secrets", &["list", "watch"]);
             }
+            if optional.csi {
+                need(
+                    "secrets-store.csi.x-k8s.io",
+                    "secretproviderclasspodstatuses",
+                    &["list", "watch"],
+                );
+                need(
+                    "secrets-store.csi.x-k8s.io",
+                    "secretproviderclasses",
+                    &["list", "watch"],
+                );
+            }
+            if webhook_mode {
+                continue;
+            }
             for resource in ["deployments", "statefulsets", "daemonsets"] {
                 need("apps", resource, &["list", "watch", "patch"]);
             }
             if !self.policy.ignore_cronjobs {
                 need("batch", "cronjobs", &["list", "watch", "patch"]);
-                need("batch", "jobs", &["list", "watch", "create"]);
+            }
+            match (self.policy.ignore_jobs, self.policy.ignore_cronjobs) {
+                (false, _) => need(
+                    "batch",
+                    "jobs",
+                    &["list", "watch", "patch", "create", "delete"],
+                ),
+                (true, false) => need("batch", "jobs", &["list", "watch", "create"]),
+                (true, true) => {}
+            }
+            if optional.rollouts {
+                need("argoproj.io", "rollouts", &["list", "watch", "patch"]);
+            }
+            if optional.deployment_configs {
+                need(
+                    "apps.openshift.io",
+                    "deploymentconfigs",
+                    &["list", "watch", "patch"],
+                );
             }
             need("events.k8s.io", "events", &["create"]);
         }
@@ -277,6 +494,7 @@ impl Engine {
         for gap in &missing {
             let effect = match gap.need.resource {
                 "events" => "reload Events will not be published",
+                "jobs" if gap.denied.contains(&"delete") => "Job reloads will fail",
                 "leases" => "leader election cannot work, so this replica never writes",
                 _ if gap.denied.iter().any(|v| *v == "list" || *v == "watch") => {
                     "this kind is skipped"
@@ -332,6 +550,15 @@ impl Engine {
         };
         let ledger_key = format!("\"{}\"", plan::ledger_key(kind, name));
         for view in self.workloads.views_in(namespace) {
+            self.metrics.workload_scanned(view.key.kind.as_str());
+            let view = match self.effective(view) {
+                Ok(view) => view,
+                // Reported by its reconcile.
+                Err((view, _)) => {
+                    self.queue.add(view.key.clone());
+                    continue;
+                }
+            };
             let recorded = view
                 .annotations
                 .get(LEDGER_ANNOTATION)
@@ -343,6 +570,42 @@ impl Engine {
             };
             if recorded || tracks() {
                 self.queue.add(view.key.clone());
+            }
+        }
+    }
+
+    /// The view a plan works on: for a Rollout with `workloadRef`, the pod template (spec and
+    /// annotations) of the Deployment it names; `Err` with the problem when that cannot be used.
+    #[allow(clippy::result_large_err)]
+    fn effective(
+        &self,
+        view: Arc<WorkloadView>,
+    ) -> Result<Arc<WorkloadView>, (Arc<WorkloadView>, String)> {
+        match &view.workload_ref {
+            None => Ok(view),
+            Some(Err(problem)) => {
+                let problem = problem.clone();
+                Err((view, problem))
+            }
+            Some(Ok(name)) => {
+                let target = WorkloadKey {
+                    kind: WorkloadKind::Deployment,
+                    namespace: view.key.namespace.clone(),
+                    name: name.clone(),
+                };
+                let problem = format!(
+                    "spec.workloadRef names Deployment {name:?}, which does not exist \
+                     (or kube-reloader may not watch Deployments here)"
+                );
+                match self.workloads.get(&target) {
+                    Some(deployment) => {
+                        let mut resolved = (*view).clone();
+                        resolved.pod_spec = deployment.pod_spec.clone();
+                        resolved.template_annotations = deployment.template_annotations.clone();
+                        Ok(Arc::new(resolved))
+                    }
+                    None => Err((view, problem)),
+                }
             }
         }
     }
@@ -369,6 +632,29 @@ impl Engine {
             )
         });
         (container, evaluation.invalid)
+    }
+
+    /// Upstream's webhook mode: one POST per qualifying change (an update with new data; a
+    /// create or delete when `--reload-on-create` / `--reload-on-delete` are on), from the
+    /// leader only, without looking at workloads.
+    fn notify_webhook(&self, event_type: &str, namespace: &str) {
+        let (Some(url), Some(notifier)) = (&self.outbound.webhook_url, &self.outbound.notifier)
+        else {
+            return;
+        };
+        let qualifies = match event_type {
+            "add" => self.options.reload_on_create && self.is_synced(),
+            "delete" => self.options.reload_on_delete,
+            _ => true,
+        };
+        if !qualifies || !self.filter.allows(namespace) {
+            return;
+        }
+        if self.leadership.write_state() != WriteState::Allowed {
+            tracing::debug!("not the leader; the leader calls the webhook");
+            return;
+        }
+        notifier.send(notify::webhook(url));
     }
 
     fn enqueue_namespace(&self, namespace: &str) {
@@ -444,15 +730,37 @@ impl Engine {
                     self.relisted(&mut first, changed);
                 }
                 Ok(watcher::Event::Apply(object)) => {
-                    self.metrics.event_received("update", resource_type);
                     let Some(ns) = object.namespace() else {
                         continue;
                     };
                     let name = object.name_any();
-                    match self.sources.upsert(kind, &ns, &name, entry(&object, true)) {
-                        sources::Change::Relevant => self.enqueue_affected(kind, &ns, &name),
+                    let new = entry(&object, true);
+                    let event_type = match self.sources.get(kind, &ns, &name) {
+                        Some(old) if old.digest.is_some() => {
+                            if old.digest == new.digest {
+                                None
+                            } else {
+                                Some("update")
+                            }
+                        }
+                        _ => Some("add"),
+                    };
+                    self.metrics
+                        .event_received(event_type.unwrap_or("update"), resource_type);
+                    match self.sources.upsert(kind, &ns, &name, new) {
+                        sources::Change::Relevant => {
+                            if let Some(event_type) = event_type {
+                                self.notify_webhook(event_type, &ns);
+                            }
+                            self.enqueue_affected(kind, &ns, &name)
+                        }
                         sources::Change::NoDataChange => self.metrics.skipped("no_data_change"),
                     }
+                    self.metrics.event_processed(
+                        event_type.unwrap_or("update"),
+                        resource_type,
+                        "success",
+                    );
                 }
                 Ok(watcher::Event::Delete(object)) => {
                     self.metrics.event_received("delete", resource_type);
@@ -461,7 +769,10 @@ impl Engine {
                     };
                     self.sources
                         .remove(kind, &ns, &object.name_any(), keep_tombstones);
+                    self.notify_webhook("delete", &ns);
                     self.enqueue_affected(kind, &ns, &object.name_any());
+                    self.metrics
+                        .event_processed("delete", resource_type, "success");
                 }
                 Err(e) => {
                     tracing::warn!(kind = %kind, error = %e, "watch error; retrying with backoff")
@@ -483,9 +794,12 @@ impl Engine {
         while let Some(event) = stream.next().await {
             match event {
                 Ok(watcher::Event::Init) => fresh.clear(),
-                Ok(watcher::Event::InitApply(object)) => fresh.extend(
-                    workloads::project(&object).map(|v| (v, workloads::resource_version(&object))),
-                ),
+                Ok(watcher::Event::InitApply(object)) => {
+                    if let Some(view) = workloads::project(&object) {
+                        self.remember_cronjob_job(&view, true);
+                        fresh.push((view, workloads::resource_version(&object)));
+                    }
+                }
                 Ok(watcher::Event::InitDone) => {
                     let keys: Vec<WorkloadKey> = fresh
                         .iter()
@@ -507,22 +821,237 @@ impl Engine {
                 }
                 Ok(watcher::Event::Apply(object)) => {
                     if let Some(view) = workloads::project(&object) {
+                        self.remember_cronjob_job(&view, true);
                         let key = view.key.clone();
                         let version = workloads::resource_version(&object);
                         if self.workloads.upsert(view, version) && self.is_synced() {
+                            self.enqueue_followers(&key);
                             self.queue.add(key);
                         }
                     }
                 }
                 Ok(watcher::Event::Delete(object)) => {
                     if let Some(view) = workloads::project(&object) {
-                        self.workloads.remove(&view.key);
+                        self.remember_cronjob_job(&view, false);
+                        self.workloads.remove(&view.key, &view.uid);
                     }
                 }
                 Err(e) => {
                     tracing::warn!(kind = K::KIND.as_str(), error = %e, "watch error; retrying with backoff")
                 }
             }
+        }
+    }
+
+    /// A Deployment changed: Rollouts whose `workloadRef` names it plan again (their pod
+    /// template is its template).
+    fn enqueue_followers(&self, key: &WorkloadKey) {
+        if key.kind != WorkloadKind::Deployment {
+            return;
+        }
+        for view in self.workloads.views_in(&key.namespace) {
+            if matches!(&view.workload_ref, Some(Ok(name)) if *name == key.name) {
+                self.queue.add(view.key.clone());
+            }
+        }
+    }
+
+    /// Keeps `created_jobs` current from the Job watch: a Job we created from a CronJob carries
+    /// the CronJob's ledger it was made for.
+    fn remember_cronjob_job(&self, view: &WorkloadView, present: bool) {
+        let Some(job) = view.job.as_deref() else {
+            return;
+        };
+        let marker = (|| {
+            let ledger = job.annotations().get(CREATED_FOR_ANNOTATION)?;
+            let owner = job
+                .owner_references()
+                .iter()
+                .find(|o| o.kind == "CronJob" && o.controller == Some(true))?;
+            Some((
+                view.key.namespace.clone(),
+                owner.name.clone(),
+                ledger.clone(),
+            ))
+        })();
+        let Some(marker) = marker else {
+            return;
+        };
+        let mut created = self
+            .created_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if present {
+            created.insert(marker);
+        } else {
+            created.remove(&marker);
+        }
+    }
+
+    /// Keeps the ignore/match annotations of SecretProviderClasses, which upstream reads from
+    /// the class (not from its pod statuses).
+    async fn watch_secret_provider_classes(self: Arc<Self>, namespace: Option<String>) {
+        let api: Api<SecretProviderClass> = match &namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let keys = [
+            self.policy.keys.ignore.clone(),
+            self.policy.keys.search_match.clone(),
+        ];
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut first = true;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Apply(class) | watcher::Event::InitApply(class)) => {
+                    let Some(ns) = class.namespace() else {
+                        continue;
+                    };
+                    let annotations: BTreeMap<String, String> = class
+                        .annotations()
+                        .iter()
+                        .filter(|(k, _)| keys.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    let name = class.name_any();
+                    self.spc_annotations
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert((ns.clone(), name.clone()), annotations.clone());
+                    // A status seen before its class carries no annotations yet: fix it up.
+                    let kind = SourceKind::SecretProviderClass;
+                    if let Some(mut entry) = self.sources.get(kind, &ns, &name)
+                        && entry.annotations != annotations
+                    {
+                        entry.annotations = annotations;
+                        if self.sources.upsert(kind, &ns, &name, entry) == sources::Change::Relevant
+                            && self.is_synced()
+                        {
+                            self.enqueue_affected(kind, &ns, &name);
+                        }
+                    }
+                }
+                Ok(watcher::Event::Delete(class)) => {
+                    if let Some(ns) = class.namespace() {
+                        self.spc_annotations
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&(ns, class.name_any()));
+                    }
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if std::mem::replace(&mut first, false) {
+                        self.mark_synced();
+                    }
+                }
+                Ok(watcher::Event::Init) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "SecretProviderClass watch error; retrying with backoff")
+                }
+            }
+        }
+    }
+
+    /// CSI: a SecretProviderClass's digest is that of its newest pod status (each pod has one,
+    /// and the driver updates them one by one on rotation). A change reloads the workloads
+    /// that mount the class; the ledger makes the other pods' updates no-ops (upstream's dedup).
+    async fn watch_spc_pod_statuses(self: Arc<Self>, namespace: Option<String>) {
+        let api: Api<SecretProviderClassPodStatus> = match &namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        // Upstream applies --resource-label-selector here too, which in effect turns CSI off
+        // unless the driver labels its statuses; we do not.
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut first = true;
+        let resource_type = "secretproviderclasspodstatuses";
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::InitApply(status)) => {
+                    self.metrics.event_received("add", resource_type);
+                    self.observe_spc_status(&status);
+                }
+                Ok(watcher::Event::Apply(status)) => {
+                    self.metrics.event_received("update", resource_type);
+                    if let Some((ns, class)) = self.observe_spc_status(&status) {
+                        self.enqueue_affected(SourceKind::SecretProviderClass, &ns, &class);
+                    }
+                    self.metrics
+                        .event_processed("update", resource_type, "success");
+                }
+                Ok(watcher::Event::Delete(_)) => {
+                    // A pod went away; the class's digest stays what it was.
+                    self.metrics.event_received("delete", resource_type);
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if std::mem::replace(&mut first, false) {
+                        self.mark_synced();
+                    }
+                }
+                Ok(watcher::Event::Init) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "SecretProviderClassPodStatus watch error; retrying with backoff")
+                }
+            }
+        }
+    }
+
+    /// Records a pod status; returns the class when its digest changed.
+    fn observe_spc_status(
+        &self,
+        status: &SecretProviderClassPodStatus,
+    ) -> Option<(String, String)> {
+        let ns = status.namespace()?;
+        let inner = status.status.as_ref()?;
+        let class = inner.secret_provider_class_name.clone()?;
+        let objects: Vec<(String, String)> = inner
+            .objects
+            .iter()
+            .flatten()
+            .map(|o| (o.id.clone(), o.version.clone()))
+            .collect();
+        let version = workloads::resource_version(status).unwrap_or(0);
+        let digest = digest::secret_provider_class(&class, &objects);
+        {
+            let mut newest = self
+                .spc_status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let slot = newest.entry((ns.clone(), class.clone()));
+            match slot {
+                std::collections::hash_map::Entry::Occupied(mut held) => {
+                    if held.get().0 > version {
+                        return None;
+                    }
+                    held.insert((version, digest.clone()));
+                }
+                std::collections::hash_map::Entry::Vacant(free) => {
+                    free.insert((version, digest.clone()));
+                }
+            }
+        }
+        let annotations = self
+            .spc_annotations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(ns.clone(), class.clone()))
+            .cloned()
+            .unwrap_or_default();
+        let entry = SourceEntry {
+            digest: Some(digest),
+            annotations,
+            created_while_running: false,
+        };
+        match self
+            .sources
+            .upsert(SourceKind::SecretProviderClass, &ns, &class, entry)
+        {
+            sources::Change::Relevant => Some((ns, class)),
+            sources::Change::NoDataChange => None,
         }
     }
 
@@ -587,12 +1116,38 @@ impl Engine {
 
     /// Plans one workload from memory and writes at most one patch; `Ok(true)` when it wrote.
     async fn reconcile(&self, key: &WorkloadKey) -> Result<bool, String> {
+        if key.kind == WorkloadKind::Job
+            && let Some(pending) = self.pending_job(key)
+        {
+            let result = self.create_pending_job(key).await;
+            if result.is_ok() {
+                self.metrics.reload_executed(true, &key.namespace);
+                for change in &pending.changes {
+                    self.announce(&pending.old, change).await;
+                }
+            }
+            return result;
+        }
         let Some(view) = self.workloads.get(key) else {
             return Ok(false);
         };
         if !self.filter.allows(&key.namespace) {
             return Ok(false);
         }
+        let view = match self.effective(view) {
+            Ok(view) => view,
+            Err((view, problem)) => {
+                let note = format!(
+                    "Cannot reload {} {}/{}: {problem}. Fix: point spec.workloadRef at an existing Deployment.",
+                    view.key.kind.as_str(),
+                    view.key.namespace,
+                    view.key.name
+                );
+                self.report_once(&view, format!("workloadRef={problem}"), note)
+                    .await;
+                return Ok(false);
+            }
+        };
         let mut tracked = Vec::new();
         let mut deleted = Vec::new();
         for ((kind, name), entry) in self.sources.namespace(&key.namespace) {
@@ -633,7 +1188,18 @@ impl Engine {
                 .map(String::as_str),
         };
         let decision = plan::plan(&tracked, &deleted, markers, self.options);
-        if decision != Decision::UpToDate {
+        let now = unix_now();
+        let pause = (key.kind == WorkloadKind::Deployment).then(|| {
+            pause::state(
+                &view.annotations,
+                &self.policy.keys.pause_period,
+                &self.policy.keys.paused_at,
+                view.paused,
+                now,
+            )
+        });
+        let pause_due = matches!(pause, Some(PauseState::ResumeNow | PauseState::StaleMarker));
+        if decision != Decision::UpToDate || pause_due {
             match self.leadership.write_state() {
                 WriteState::Allowed => {}
                 WriteState::Follower => {
@@ -649,7 +1215,7 @@ impl Engine {
             }
         }
         match decision {
-            Decision::UpToDate => Ok(false),
+            Decision::UpToDate => self.maintain_pause(&view, pause).await,
             Decision::Baseline { ledger } => {
                 self.patch(key, patch::baseline(&ledger))
                     .await
@@ -658,32 +1224,9 @@ impl Engine {
                 Ok(true)
             }
             Decision::Reload { ledger, changes } => {
-                let containers: Vec<&str> = view
-                    .pod_spec
-                    .containers
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
                 let started = std::time::Instant::now();
-                let result = if key.kind == WorkloadKind::CronJob {
-                    self.instantiate_cronjob(&view, &changes, &ledger, now)
-                        .await
-                } else {
-                    let body = patch::reload(
-                        self.options.strategy,
-                        template_path(key.kind),
-                        &key.namespace,
-                        &containers,
-                        &changes,
-                        &ledger,
-                        now,
-                    );
-                    self.patch(key, body).await
-                };
+                self.metrics.workload_matched(key.kind.as_str());
+                let result = self.write_reload(&view, &changes, &ledger, now).await;
                 self.metrics.reload_executed(result.is_ok(), &key.namespace);
                 self.metrics.action(
                     key.kind.as_str(),
@@ -693,27 +1236,7 @@ impl Engine {
                 match result {
                     Ok(()) => {
                         for change in &changes {
-                            let verb = if change.cause == Cause::Deleted {
-                                "deleted"
-                            } else {
-                                "changed"
-                            };
-                            tracing::info!(
-                                workload = %key, source = %change.name, source_kind = change.kind.upstream_type(), cause = verb,
-                                "Changes detected in '{}' of type '{}' in namespace '{}'; updated '{}' of type '{}' in namespace '{}'",
-                                change.name, change.kind.upstream_type(), key.namespace, key.name, key.kind.as_str(), key.namespace
-                            );
-                            let note = format!(
-                                "Changes detected in '{}' of type '{}' in namespace '{}', Updated '{}' of type '{}' in namespace '{}'",
-                                change.name,
-                                change.kind.upstream_type(),
-                                key.namespace,
-                                key.name,
-                                key.kind.as_str(),
-                                key.namespace
-                            );
-                            self.publish(&view, change.kind, EventType::Normal, "Reloaded", note)
-                                .await;
+                            self.announce(&view, change).await;
                         }
                         Ok(true)
                     }
@@ -733,6 +1256,327 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The log line, Event and alert of one successful reload.
+    async fn announce(&self, view: &WorkloadView, change: &plan::Change) {
+        let key = &view.key;
+        let verb = if change.cause == Cause::Deleted {
+            "deleted"
+        } else {
+            "changed"
+        };
+        tracing::info!(
+            workload = %key, source = %change.name, source_kind = change.kind.upstream_type(), cause = verb,
+            "Changes detected in '{}' of type '{}' in namespace '{}'; updated '{}' of type '{}' in namespace '{}'",
+            change.name, change.kind.upstream_type(), key.namespace, key.name, key.kind.as_str(), key.namespace
+        );
+        let note = format!(
+            "Changes detected in '{}' of type '{}' in namespace '{}', Updated '{}' of type '{}' in namespace '{}'",
+            change.name,
+            change.kind.upstream_type(),
+            key.namespace,
+            key.name,
+            key.kind.as_str(),
+            key.namespace
+        );
+        self.publish(view, change.kind, EventType::Normal, "Reloaded", note)
+            .await;
+        if let (Some(alerts), Some(notifier)) = (&self.outbound.alerts, &self.outbound.notifier) {
+            notifier.send(alerts.request(
+                &change.name,
+                change.kind.upstream_type(),
+                &key.name,
+                key.kind.as_str(),
+                &key.namespace,
+            ));
+        }
+    }
+
+    /// Writes one reload the way its kind takes it.
+    async fn write_reload(
+        &self,
+        view: &WorkloadView,
+        changes: &[plan::Change],
+        ledger: &str,
+        now: i64,
+    ) -> Result<(), kube::Error> {
+        let key = &view.key;
+        let containers: Vec<&str> = view
+            .pod_spec
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        match key.kind {
+            WorkloadKind::CronJob => self.instantiate_cronjob(view, changes, ledger, now).await,
+            WorkloadKind::Job => self.recreate_job(view, changes, ledger, now).await,
+            WorkloadKind::Rollout => self.reload_rollout(view, changes, ledger, now).await,
+            WorkloadKind::DeploymentConfig => {
+                let body = patch::merge_reload(
+                    self.options.strategy,
+                    &view.template(),
+                    &key.namespace,
+                    changes,
+                    ledger,
+                    self.workloads.get_versioned(key).and_then(|(_, v)| v),
+                    now,
+                );
+                self.patch(key, body).await
+            }
+            _ => {
+                let mut body = patch::reload(
+                    self.options.strategy,
+                    template_path(key.kind),
+                    &key.namespace,
+                    &containers,
+                    changes,
+                    ledger,
+                    now,
+                );
+                let mut resume_in = None;
+                if key.kind == WorkloadKind::Deployment {
+                    match pause::pause_for(
+                        &view.annotations,
+                        &self.policy.keys.pause_period,
+                        &self.policy.keys.paused_at,
+                        view.paused,
+                    ) {
+                        Some(Ok(period)) => {
+                            body = patch::combine(
+                                body,
+                                patch::pause(&self.policy.keys.paused_at, &pause::rfc3339(now)),
+                            );
+                            resume_in = Some(period);
+                        }
+                        Some(Err(invalid)) => {
+                            // Upstream refuses the reload; we reload without the pause and say why.
+                            let note = format!(
+                                "Reloading Deployment {}/{} without a pause: annotation {}: {invalid}",
+                                key.namespace, key.name, self.policy.keys.pause_period
+                            );
+                            self.report_once(view, format!("pause={}", invalid.value), note)
+                                .await;
+                        }
+                        None => {}
+                    }
+                }
+                self.patch(key, body).await?;
+                if let Some(period) = resume_in {
+                    tracing::info!(workload = %key, seconds = period.as_secs(), "paused for the pause period; will resume");
+                    self.queue.add_after(key.clone(), period);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Resumes a Deployment whose pause period is over, or schedules that; read from the
+    /// object, so a restart or a new leader resumes on time.
+    async fn maintain_pause(
+        &self,
+        view: &WorkloadView,
+        pause: Option<PauseState>,
+    ) -> Result<bool, String> {
+        let key = &view.key;
+        match pause {
+            Some(PauseState::ResumeNow) => {
+                self.patch(key, patch::resume(&self.policy.keys.paused_at))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(workload = %key, "pause period over; resumed the Deployment");
+                Ok(true)
+            }
+            Some(PauseState::StaleMarker) => {
+                self.patch(key, patch::forget_pause(&self.policy.keys.paused_at))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::info!(workload = %key, "the Deployment was resumed by someone else; dropped our paused-at marker");
+                Ok(true)
+            }
+            Some(PauseState::ResumeIn(delay)) => {
+                self.queue.add_after(key.clone(), delay);
+                Ok(false)
+            }
+            Some(PauseState::NotPausedByUs) | None => Ok(false),
+        }
+    }
+
+    /// Argo Rollouts: `rollout-strategy: restart` sets `spec.restartAt`; otherwise the markers go
+    /// into the pod template with a merge patch (CRDs take no strategic merge), or, for a
+    /// Rollout with `workloadRef`, into the referenced Deployment's template (which the Rollout
+    /// controller follows), with the ledger on the Rollout.
+    async fn reload_rollout(
+        &self,
+        view: &WorkloadView,
+        changes: &[plan::Change],
+        ledger: &str,
+        now: i64,
+    ) -> Result<(), kube::Error> {
+        let key = &view.key;
+        let restart = view
+            .annotations
+            .get(ROLLOUT_STRATEGY)
+            .is_some_and(|s| s == "restart");
+        if restart {
+            return self
+                .patch(key, patch::restart_at(ledger, &pause::rfc3339(now)))
+                .await;
+        }
+        if let Some(Ok(deployment)) = &view.workload_ref {
+            let target = WorkloadKey {
+                kind: WorkloadKind::Deployment,
+                namespace: key.namespace.clone(),
+                name: deployment.clone(),
+            };
+            let containers: Vec<&str> = view
+                .pod_spec
+                .containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            let markers = patch::template_markers(
+                self.options.strategy,
+                patch::POD_TEMPLATE,
+                &key.namespace,
+                &containers,
+                changes,
+                now,
+            );
+            self.patch(&target, markers).await?;
+            return self.patch(key, patch::baseline(ledger)).await;
+        }
+        let body = patch::merge_reload(
+            self.options.strategy,
+            &view.template(),
+            &key.namespace,
+            changes,
+            ledger,
+            self.workloads.get_versioned(key).and_then(|(_, v)| v),
+            now,
+        );
+        self.patch(key, body).await
+    }
+
+    /// Upstream's Job reload: delete the Job and create it again with the same name and the
+    /// markers applied (a finished Job runs again). The delete is conditional on the UID we
+    /// planned for, and the new Job carries the ledger, so no retry or restart deletes the new
+    /// one or re-runs the Job twice for one change.
+    async fn recreate_job(
+        &self,
+        view: &WorkloadView,
+        changes: &[plan::Change],
+        ledger: &str,
+        now: i64,
+    ) -> Result<(), kube::Error> {
+        let key = &view.key;
+        let Some(old) = view.job.as_deref() else {
+            return Ok(());
+        };
+        let fresh = fresh_job(old, ledger, |template| {
+            patch::apply_to_template(
+                template,
+                self.options.strategy,
+                &key.namespace,
+                changes,
+                now,
+            )
+        });
+        let api = Api::<Job>::namespaced(self.client.clone(), &key.namespace);
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(Preconditions {
+                uid: Some(view.uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        // Held before the delete: from here on the new Job must be created, even on retry.
+        self.pending_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                key.clone(),
+                PendingJob {
+                    job: fresh,
+                    old: view.clone(),
+                    changes: changes.to_vec(),
+                },
+            );
+        match api.delete(&key.name, &params).await {
+            Ok(_) => {}
+            // Gone already, or replaced by a newer Job: nothing of the planned one to delete.
+            // Gone already (e.g. its TTL ran out), or replaced by a newer Job: there is
+            // nothing of the planned one left to re-run.
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+                self.take_pending_job(key);
+                return Ok(());
+            }
+            Err(e) => {
+                self.take_pending_job(key);
+                return Err(e);
+            }
+        }
+        self.create_pending_job(key)
+            .await
+            .map(|_| ())
+            .map_err(|message| kube::Error::Service(message.into()))
+    }
+
+    fn pending_job(&self, key: &WorkloadKey) -> Option<PendingJob> {
+        self.pending_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    fn take_pending_job(&self, key: &WorkloadKey) -> Option<PendingJob> {
+        self.pending_jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key)
+    }
+
+    /// Creates the Job a reload deleted; while the old one is still being removed the create
+    /// is retried, and on any other failure the work queue retries it.
+    async fn create_pending_job(&self, key: &WorkloadKey) -> Result<bool, String> {
+        let Some(PendingJob { job, .. }) = self.pending_job(key) else {
+            return Ok(false);
+        };
+        let api = Api::<Job>::namespaced(self.client.clone(), &key.namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        for _ in 0..20 {
+            match api.create(&params, &job).await {
+                Ok(created) => {
+                    self.take_pending_job(key);
+                    if let Some(view) = workloads::project(&created) {
+                        self.workloads
+                            .upsert(view, workloads::resource_version(&created));
+                    }
+                    return Ok(true);
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    let current = api.get_opt(&key.name).await.map_err(|e| e.to_string())?;
+                    let ours = current.as_ref().is_some_and(|j| {
+                        j.metadata.deletion_timestamp.is_none()
+                            && j.annotations().get(LEDGER_ANNOTATION)
+                                == job.annotations().get(LEDGER_ANNOTATION)
+                    });
+                    if ours {
+                        // Created by an attempt whose answer we lost.
+                        self.take_pending_job(key);
+                        return Ok(true);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(format!("cannot re-create the Job: {e}")),
+            }
+        }
+        Err("the old Job is still being deleted; will retry".into())
     }
 
     /// Upstream's CronJob reload: a Job from the job template with the markers applied,
@@ -770,7 +1614,7 @@ impl Engine {
                 "manual".to_owned(),
             )]);
             annotations.extend(template_meta.annotations.unwrap_or_default());
-            annotations.insert(LEDGER_ANNOTATION.to_owned(), ledger.to_owned());
+            annotations.insert(CREATED_FOR_ANNOTATION.to_owned(), ledger.to_owned());
             let job = Job {
                 metadata: ObjectMeta {
                     generate_name: Some(format!("{}-", key.name)),
@@ -806,50 +1650,6 @@ impl Engine {
         self.patch(key, patch::baseline(ledger)).await
     }
 
-    /// Remembers which Jobs were created for which CronJob ledger (see `created_jobs`).
-    async fn watch_jobs(self: Arc<Self>, namespace: Option<String>) {
-        let api: Api<Job> = match &namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
-        let marker = |job: &Job| {
-            let ledger = job.annotations().get(LEDGER_ANNOTATION)?;
-            let owner = job
-                .owner_references()
-                .iter()
-                .find(|o| o.kind == "CronJob" && o.controller == Some(true))?;
-            Some((job.namespace()?, owner.name.clone(), ledger.clone()))
-        };
-        let mut stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .boxed();
-        let mut first = true;
-        while let Some(event) = stream.next().await {
-            let mut created = self
-                .created_jobs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match event {
-                Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) => {
-                    created.extend(marker(&job));
-                }
-                Ok(watcher::Event::Delete(job)) => {
-                    if let Some(m) = marker(&job) {
-                        created.remove(&m);
-                    }
-                }
-                Ok(watcher::Event::InitDone) => {
-                    drop(created);
-                    if std::mem::replace(&mut first, false) {
-                        self.mark_synced();
-                    }
-                }
-                Ok(watcher::Event::Init) => {}
-                Err(e) => tracing::warn!(error = %e, "Job watch error; retrying with backoff"),
-            }
-        }
-    }
-
     /// One strategic-merge PATCH; the object it returns goes straight into the cache, so a
     /// re-plan right after (before the watch echoes our write) does not write again.
     async fn patch(&self, key: &WorkloadKey, body: serde_json::Value) -> Result<(), kube::Error> {
@@ -858,13 +1658,9 @@ impl Engine {
             WorkloadKind::StatefulSet => self.patch_as::<StatefulSet>(key, body).await,
             WorkloadKind::DaemonSet => self.patch_as::<DaemonSet>(key, body).await,
             WorkloadKind::CronJob => self.patch_as::<CronJob>(key, body).await,
-            other => {
-                tracing::warn!(
-                    kind = other.as_str(),
-                    "reloading this kind is not supported yet"
-                );
-                Ok(())
-            }
+            WorkloadKind::Job => self.patch_as::<Job>(key, body).await,
+            WorkloadKind::Rollout => self.patch_as::<Rollout>(key, body).await,
+            WorkloadKind::DeploymentConfig => self.patch_as::<DeploymentConfig>(key, body).await,
         }
     }
 
@@ -877,8 +1673,15 @@ impl Engine {
             field_manager: Some(FIELD_MANAGER.into()),
             ..PatchParams::default()
         };
+        // Custom resources take no strategic merge; our bodies only name maps and whole lists
+        // there, so a JSON merge patch means the same.
+        let body = if K::STRATEGIC {
+            Patch::Strategic(body)
+        } else {
+            Patch::Merge(body)
+        };
         let updated = Api::<K>::namespaced(self.client.clone(), &key.namespace)
-            .patch(&key.name, &params, &Patch::Strategic(body))
+            .patch(&key.name, &params, &body)
             .await?;
         if let Some(view) = workloads::project(&updated) {
             self.workloads
@@ -888,14 +1691,6 @@ impl Engine {
     }
 
     async fn report_invalid(&self, view: &WorkloadView, annotation: &str, item: &str, error: &str) {
-        let first_time = self
-            .reported
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert((view.key.clone(), format!("{annotation}={item}")));
-        if !first_time {
-            return;
-        }
         let note = format!(
             "Skipping invalid item {item:?} of annotation {annotation} on {} {}/{}: {error}. \
              Each item is a regular expression matched against the whole name; fix or remove the item.",
@@ -903,7 +1698,22 @@ impl Engine {
             view.key.namespace,
             view.key.name
         );
-        tracing::warn!(workload = %view.key, annotation, item, "{note}");
+        self.report_once(view, format!("{annotation}={item}"), note)
+            .await;
+    }
+
+    /// Reports a problem with a workload's configuration once per process: a Warning Event
+    /// `InvalidAnnotation` on the workload and a log line, both naming the fix.
+    async fn report_once(&self, view: &WorkloadView, what: String, note: String) {
+        let first_time = self
+            .reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((view.key.clone(), what));
+        if !first_time {
+            return;
+        }
+        tracing::warn!(workload = %view.key, "{note}");
         self.publish_with(
             &self.general_recorder,
             view,
@@ -950,11 +1760,60 @@ impl Engine {
 
 fn template_path(kind: WorkloadKind) -> patch::TemplatePath {
     match kind {
-        WorkloadKind::Deployment => <Deployment as WorkloadResource>::TEMPLATE_PATH,
-        WorkloadKind::StatefulSet => <StatefulSet as WorkloadResource>::TEMPLATE_PATH,
-        WorkloadKind::DaemonSet => <DaemonSet as WorkloadResource>::TEMPLATE_PATH,
         WorkloadKind::CronJob => <CronJob as WorkloadResource>::TEMPLATE_PATH,
         _ => patch::POD_TEMPLATE,
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The Job a reload creates in place of `old`: same name, spec and owner, with the
+/// identity fields and the labels the Job controller derives from the old UID removed (as
+/// upstream does), the selector cleared so the API server derives a new one, and our ledger.
+fn fresh_job(old: &Job, ledger: &str, edit: impl FnOnce(&mut PodTemplateSpec)) -> Job {
+    const DERIVED_LABELS: [&str; 4] = [
+        "controller-uid",
+        "batch.kubernetes.io/controller-uid",
+        "batch.kubernetes.io/job-name",
+        "job-name",
+    ];
+    let strip = |labels: &Option<BTreeMap<String, String>>| {
+        labels.as_ref().map(|l| {
+            l.iter()
+                .filter(|(k, _)| !DERIVED_LABELS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<BTreeMap<_, _>>()
+        })
+    };
+    let mut annotations = old.metadata.annotations.clone().unwrap_or_default();
+    if ledger.is_empty() {
+        annotations.remove(LEDGER_ANNOTATION);
+    } else {
+        annotations.insert(LEDGER_ANNOTATION.to_owned(), ledger.to_owned());
+    }
+    let mut spec = old.spec.clone().unwrap_or_default();
+    spec.selector = None;
+    spec.manual_selector = None;
+    if let Some(meta) = spec.template.metadata.as_mut() {
+        meta.labels = strip(&meta.labels);
+    }
+    edit(&mut spec.template);
+    Job {
+        metadata: ObjectMeta {
+            name: old.metadata.name.clone(),
+            namespace: old.metadata.namespace.clone(),
+            labels: strip(&old.metadata.labels),
+            annotations: Some(annotations),
+            owner_references: old.metadata.owner_references.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
     }
 }
 
@@ -966,6 +1825,7 @@ fn object_reference(view: &WorkloadView) -> ObjectReference {
             }
             WorkloadKind::CronJob | WorkloadKind::Job => "batch/v1".into(),
             WorkloadKind::Rollout => "argoproj.io/v1alpha1".into(),
+            WorkloadKind::DeploymentConfig => "apps.openshift.io/v1".into(),
         }),
         kind: Some(view.key.kind.as_str().into()),
         name: Some(view.key.name.clone()),

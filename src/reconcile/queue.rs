@@ -3,17 +3,18 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Notify;
 
 use crate::watch::workloads::WorkloadKey;
 
 #[derive(Debug, Default)]
 struct State {
-    ready: VecDeque<WorkloadKey>,
+    ready: VecDeque<(WorkloadKey, Instant)>,
     queued: HashSet<WorkloadKey>,
     active: HashSet<WorkloadKey>,
     dirty: HashSet<WorkloadKey>,
@@ -27,14 +28,16 @@ pub struct WorkQueue {
     notify: Notify,
     adds: Counter,
     depth: Gauge,
+    latency: Option<Histogram>,
 }
 
 impl WorkQueue {
-    /// A queue that reports keys added and keys waiting to these metrics.
-    pub fn with_metrics(adds: Counter, depth: Gauge) -> Self {
+    /// A queue that reports keys added, keys waiting and time waited to these metrics.
+    pub fn with_metrics(adds: Counter, depth: Gauge, latency: Histogram) -> Self {
         Self {
             adds,
             depth,
+            latency: Some(latency),
             ..Self::default()
         }
     }
@@ -47,7 +50,7 @@ impl WorkQueue {
             return;
         }
         if state.queued.insert(key.clone()) {
-            state.ready.push_back(key);
+            state.ready.push_back((key, Instant::now()));
             self.adds.inc();
             self.depth
                 .set(i64::try_from(state.ready.len()).unwrap_or(i64::MAX));
@@ -62,8 +65,11 @@ impl WorkQueue {
             let notified = self.notify.notified();
             {
                 let mut state = self.lock();
-                if let Some(key) = state.ready.pop_front() {
+                if let Some((key, added)) = state.ready.pop_front() {
                     state.queued.remove(&key);
+                    if let Some(latency) = &self.latency {
+                        latency.observe(added.elapsed().as_secs_f64());
+                    }
                     self.depth
                         .set(i64::try_from(state.ready.len()).unwrap_or(i64::MAX));
                     state.active.insert(key.clone());

@@ -3,6 +3,7 @@
 //! watchers list once at start (and after a watch expires) and then stream changes.
 
 pub mod access;
+pub mod custom;
 pub mod sources;
 pub mod workloads;
 

@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::{CronJob, Job, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 
 use crate::model::patch::{POD_TEMPLATE, TemplatePath};
 use crate::model::policy::WorkloadKind;
+use crate::watch::custom::{DeploymentConfig, Rollout};
 
 /// Identity of a workload.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,6 +45,27 @@ pub struct WorkloadView {
     pub pod_spec: PodSpec,
     /// CronJobs only: the job template, from which a reload creates a Job.
     pub job_template: Option<JobTemplateSpec>,
+    /// Jobs only: the Job itself (without status and managed fields), from which a reload
+    /// re-creates it.
+    pub job: Option<Box<Job>>,
+    /// Deployments only: `spec.paused`.
+    pub paused: bool,
+    /// Rollouts only: the Deployment named by `spec.workloadRef`, whose pod template the
+    /// Rollout runs (`Err` holds an unsupported reference, reported to the user).
+    pub workload_ref: Option<Result<String, String>>,
+}
+
+impl WorkloadView {
+    /// The pod template as we hold it (spec and annotations; labels are not kept).
+    pub fn template(&self) -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                annotations: Some(self.template_annotations.clone()),
+                ..Default::default()
+            }),
+            spec: Some(self.pod_spec.clone()),
+        }
+    }
 }
 
 /// A workload kind we watch, with where its pod template lives.
@@ -60,10 +82,25 @@ pub trait WorkloadResource:
     const KIND: WorkloadKind;
     /// Path of the pod template for patches.
     const TEMPLATE_PATH: TemplatePath;
+    /// Whether the API server takes strategic-merge patches for it (built-in kinds do,
+    /// custom resources do not).
+    const STRATEGIC: bool = true;
     /// The pod template.
     fn template(&self) -> Option<&PodTemplateSpec>;
     /// The job template (CronJobs only).
     fn job_template(&self) -> Option<&JobTemplateSpec> {
+        None
+    }
+    /// The Job to keep for re-creation (Jobs only).
+    fn job(&self) -> Option<Job> {
+        None
+    }
+    /// `spec.paused` (Deployments only).
+    fn paused(&self) -> bool {
+        false
+    }
+    /// `spec.workloadRef` (Rollouts only): the Deployment's name, or why it is unsupported.
+    fn workload_ref(&self) -> Option<Result<String, String>> {
         None
     }
 }
@@ -73,6 +110,52 @@ impl WorkloadResource for Deployment {
     const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref().map(|s| &s.template)
+    }
+    fn paused(&self) -> bool {
+        self.spec.as_ref().and_then(|s| s.paused).unwrap_or(false)
+    }
+}
+
+impl WorkloadResource for Job {
+    const KIND: WorkloadKind = WorkloadKind::Job;
+    const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+    fn job(&self) -> Option<Job> {
+        let mut job = self.clone();
+        job.status = None;
+        job.metadata.managed_fields = None;
+        Some(job)
+    }
+}
+
+impl WorkloadResource for Rollout {
+    const KIND: WorkloadKind = WorkloadKind::Rollout;
+    const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
+    const STRATEGIC: bool = false;
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+    fn workload_ref(&self) -> Option<Result<String, String>> {
+        let reference = self.spec.as_ref()?.workload_ref.as_ref()?;
+        let kind = reference.kind.as_deref().unwrap_or_default();
+        match (&reference.name, kind) {
+            (Some(name), "Deployment") if !name.is_empty() => Some(Ok(name.clone())),
+            (name, kind) => Some(Err(format!(
+                "spec.workloadRef names {kind:?} {:?}; kube-reloader follows workloadRef to a Deployment only",
+                name.as_deref().unwrap_or_default()
+            ))),
+        }
+    }
+}
+
+impl WorkloadResource for DeploymentConfig {
+    const KIND: WorkloadKind = WorkloadKind::DeploymentConfig;
+    const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
+    const STRATEGIC: bool = false;
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
     }
 }
 
@@ -124,6 +207,9 @@ pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
             .unwrap_or_default(),
         pod_spec: template.and_then(|t| t.spec.clone()).unwrap_or_default(),
         job_template: object.job_template().cloned(),
+        job: object.job().map(Box::new),
+        paused: object.paused(),
+        workload_ref: object.workload_ref(),
     })
 }
 
@@ -162,9 +248,18 @@ impl WorkloadCache {
         true
     }
 
-    /// Forgets a workload.
-    pub fn remove(&self, key: &WorkloadKey) {
-        self.write().remove(key);
+    /// Forgets a workload, unless the one held is a newer object of the same name (a Job we
+    /// re-created before the watch reported the old one's deletion).
+    pub fn remove(&self, key: &WorkloadKey, uid: &str) {
+        let mut map = self.write();
+        if map.get(key).is_some_and(|(view, _)| view.uid == uid) {
+            map.remove(key);
+        }
+    }
+
+    /// One workload with the resourceVersion it was seen at.
+    pub fn get_versioned(&self, key: &WorkloadKey) -> Option<(Arc<WorkloadView>, Option<u64>)> {
+        self.read().get(key).cloned()
     }
 
     /// Replaces all workloads of `kind` (in `namespace`, or everywhere) after a (re)list.

@@ -262,7 +262,7 @@ impl ControlPlane {
     /// watches resuming from an older resourceVersion get "410 Gone" and must relist.
     /// Returns the revision compacted to.
     pub async fn compact_etcd(&self) -> Result<i64, Error> {
-        let http = reqwest::Client::new();
+        let http = crate::http();
         let post = |path: &str, body: serde_json::Value| {
             http.post(format!("{}{path}", self.info.etcd_url))
                 .header("content-type", "application/json")
@@ -343,7 +343,11 @@ impl ControlPlane {
         self.wait_ready("etcd", || {
             let health = health.clone();
             async move {
-                let response = reqwest::get(&health).await.map_err(|e| e.to_string())?;
+                let response = crate::http()
+                    .get(&health)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let body = response.text().await.map_err(|e| e.to_string())?;
                 Ok(body.contains("\"health\":\"true\""))
             }

@@ -16,3 +16,14 @@ pub mod shared;
 pub use cluster::{ClusterInfo, ControlPlane, Identity, NODE_NAME, Tier};
 pub use error::Error;
 pub use shared::shared;
+
+/// An HTTP client for probes and test receivers. The workspace enables reqwest's rustls
+/// without a built-in crypto provider (the controller brings its own), so this installs ring
+/// as the process default first.
+pub fn http() -> reqwest::Client {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::new()
+}

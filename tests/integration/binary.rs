@@ -28,7 +28,11 @@ async fn run(args: &[&str], kubeconfig: &str) -> Output {
 }
 
 async fn get(url: &str) -> Result<(u16, String), String> {
-    let response = reqwest::get(url).await.map_err(|e| e.to_string())?;
+    let response = kube_reloader_testenv::http()
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let body = response.text().await.map_err(|e| e.to_string())?;
     Ok((status, body))

@@ -21,7 +21,9 @@ pub fn controller_rules() -> serde_json::Value {
         {"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["list", "watch"]},
         {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["list", "watch", "patch"]},
         {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["list", "watch", "patch"]},
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create"]},
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "patch", "create", "delete"]},
+        {"apiGroups": ["argoproj.io"], "resources": ["rollouts"], "verbs": ["list", "watch", "patch"]},
+        {"apiGroups": ["apps.openshift.io"], "resources": ["deploymentconfigs"], "verbs": ["list", "watch", "patch"]},
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}
     ])
@@ -172,7 +174,9 @@ impl Controller {
 
     /// GET a path on the controller's HTTP server.
     pub async fn get(&self, path: &str) -> Result<(u16, String), String> {
-        let response = reqwest::get(format!("{}{path}", self.base))
+        let response = kube_reloader_testenv::http()
+            .get(format!("{}{path}", self.base))
+            .send()
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();

@@ -7,11 +7,16 @@
 
 mod binary;
 mod controller;
+mod crds;
 mod cronjobs;
+mod csi;
 mod decisions;
 mod durability;
 mod fixtures;
 mod ha;
+mod kinds;
+mod notify;
+mod observability;
 mod options;
 mod rbac;
 mod reload;
