@@ -203,6 +203,18 @@ impl Engine {
         })
     }
 
+    /// An API for `namespace`, or for all namespaces.
+    fn scoped_api<K>(&self, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        match namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
     fn watching(&self, what: String) {
         self.watched
             .lock()
@@ -677,10 +689,7 @@ impl Engine {
             + Sync
             + 'static,
     {
-        let api: Api<K> = match &namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
+        let api: Api<K> = self.scoped_api(namespace.as_deref());
         let mut config = watcher::Config::default();
         if let Some(selector) = &self.resource_selector {
             config = config.labels(selector);
@@ -782,10 +791,7 @@ impl Engine {
     }
 
     async fn watch_workloads<K: WorkloadResource>(self: Arc<Self>, namespace: Option<String>) {
-        let api: Api<K> = match &namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
+        let api: Api<K> = self.scoped_api(namespace.as_deref());
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .boxed();
@@ -891,10 +897,7 @@ impl Engine {
     /// Keeps the ignore/match annotations of SecretProviderClasses, which upstream reads from
     /// the class (not from its pod statuses).
     async fn watch_secret_provider_classes(self: Arc<Self>, namespace: Option<String>) {
-        let api: Api<SecretProviderClass> = match &namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
+        let api: Api<SecretProviderClass> = self.scoped_api(namespace.as_deref());
         let keys = [
             self.policy.keys.ignore.clone(),
             self.policy.keys.search_match.clone(),
@@ -958,10 +961,7 @@ impl Engine {
     /// and the driver updates them one by one on rotation). A change reloads the workloads
     /// that mount the class; the ledger makes the other pods' updates no-ops (upstream's dedup).
     async fn watch_spc_pod_statuses(self: Arc<Self>, namespace: Option<String>) {
-        let api: Api<SecretProviderClassPodStatus> = match &namespace {
-            Some(ns) => Api::namespaced(self.client.clone(), ns),
-            None => Api::all(self.client.clone()),
-        };
+        let api: Api<SecretProviderClassPodStatus> = self.scoped_api(namespace.as_deref());
         // Upstream applies --resource-label-selector here too, which in effect turns CSI off
         // unless the driver labels its statuses; we do not.
         let mut stream = watcher(api, watcher::Config::default())
@@ -1312,18 +1312,7 @@ impl Engine {
             WorkloadKind::CronJob => self.instantiate_cronjob(view, changes, ledger, now).await,
             WorkloadKind::Job => self.recreate_job(view, changes, ledger, now).await,
             WorkloadKind::Rollout => self.reload_rollout(view, changes, ledger, now).await,
-            WorkloadKind::DeploymentConfig => {
-                let body = patch::merge_reload(
-                    self.options.strategy,
-                    &view.template(),
-                    &key.namespace,
-                    changes,
-                    ledger,
-                    self.workloads.get_versioned(key).and_then(|(_, v)| v),
-                    now,
-                );
-                self.patch(key, body).await
-            }
+            WorkloadKind::DeploymentConfig => self.merge_reload(view, changes, ledger, now).await,
             _ => {
                 let mut body = patch::reload(
                     self.options.strategy,
@@ -1446,6 +1435,19 @@ impl Engine {
             self.patch(&target, markers).await?;
             return self.patch(key, patch::baseline(ledger)).await;
         }
+        self.merge_reload(view, changes, ledger, now).await
+    }
+
+    /// The reload of a custom kind: a JSON merge patch of its pod template, guarded by the
+    /// resourceVersion the plan was made from.
+    async fn merge_reload(
+        &self,
+        view: &WorkloadView,
+        changes: &[plan::Change],
+        ledger: &str,
+        now: i64,
+    ) -> Result<(), kube::Error> {
+        let key = &view.key;
         let body = patch::merge_reload(
             self.options.strategy,
             &view.template(),

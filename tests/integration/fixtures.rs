@@ -158,6 +158,23 @@ pub async fn events(client: &Client, ns: &str) -> Vec<Event> {
         .items
 }
 
+/// Waits for an Event in `ns` that satisfies `check`.
+pub async fn wait_event(
+    client: &Client,
+    ns: &str,
+    what: &str,
+    check: impl Fn(&Event) -> bool,
+) -> Event {
+    eventually(what, || async {
+        let all = events(client, ns).await;
+        let count = all.len();
+        all.into_iter()
+            .find(|e| check(e))
+            .ok_or_else(|| format!("none among {count} Events"))
+    })
+    .await
+}
+
 pub async fn setup(prefix: &str) -> (ClusterInfo, String, Client) {
     let cluster = cluster(Tier::A).await;
     let ns = cluster.create_namespace(prefix).await.unwrap();

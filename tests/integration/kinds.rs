@@ -349,16 +349,8 @@ async fn job_is_recreated_once_per_change_even_when_the_old_one_lingers() {
             >= 1.0,
         "the first attempt failed"
     );
-    eventually("the Reloaded Event for the Job", || async {
-        let found = events(&client, &ns).await.into_iter().any(|e| {
-            e.reason.as_deref() == Some("Reloaded")
-                && e.involved_object.kind.as_deref() == Some("Job")
-        });
-        if found {
-            Ok(())
-        } else {
-            Err("none yet".into())
-        }
+    wait_event(&client, &ns, "the Reloaded Event for the Job", |e| {
+        e.reason.as_deref() == Some("Reloaded") && e.involved_object.kind.as_deref() == Some("Job")
     })
     .await;
 
@@ -478,18 +470,11 @@ async fn pause_period_survives_a_restart_and_user_pauses_are_left_alone() {
     );
     let typo = wait_env(&api, "typo", "app", "the reload without a pause").await;
     assert!(!paused(&typo));
-    eventually("a Warning naming the bad pause period", || async {
-        let found = events(&client, &ns).await.into_iter().any(|e| {
-            e.type_.as_deref() == Some("Warning")
-                && e.message
-                    .as_deref()
-                    .is_some_and(|m| m.contains("six seconds") && m.contains("pause"))
-        });
-        if found {
-            Ok(())
-        } else {
-            Err("no Warning yet".into())
-        }
+    wait_event(&client, &ns, "a Warning naming the bad pause period", |e| {
+        e.type_.as_deref() == Some("Warning")
+            && e.message
+                .as_deref()
+                .is_some_and(|m| m.contains("six seconds") && m.contains("pause"))
     })
     .await;
     assert!(

@@ -19,11 +19,12 @@ use crate::fixtures::*;
 use crate::support::eventually;
 
 /// One received request: path, content type, body.
-type Received = (String, String, String);
+pub type Received = (String, String, String);
 
+/// A local HTTP receiver that records what it is sent.
 #[derive(Clone, Default)]
-struct Receiver {
-    received: Arc<Mutex<Vec<Received>>>,
+pub struct Receiver {
+    pub received: Arc<Mutex<Vec<Received>>>,
     /// Answer 500 to this many requests first.
     failures: Arc<Mutex<u32>>,
     /// Never answer (until the client gives up).
@@ -59,7 +60,7 @@ async fn receive(
 }
 
 /// Starts a receiver on 127.0.0.1; returns its base URL.
-async fn serve(receiver: Receiver) -> String {
+pub async fn serve(receiver: Receiver) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Router::new()
@@ -69,7 +70,7 @@ async fn serve(receiver: Receiver) -> String {
     format!("http://{addr}")
 }
 
-async fn received(receiver: &Receiver, what: &str, count: usize) -> Vec<Received> {
+pub async fn received(receiver: &Receiver, what: &str, count: usize) -> Vec<Received> {
     eventually(what, || async {
         let got = receiver.received.lock().unwrap().clone();
         if got.len() >= count {

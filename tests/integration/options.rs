@@ -442,8 +442,8 @@ async fn a_namespace_deleted_under_load_does_not_stop_other_namespaces() {
     controller.stop();
 }
 
-/// Secrets stay secret: a planted Secret value appears in no log line, Event or metric, even
-/// with debug logging, across baseline and reload.
+/// Secrets stay secret: a planted Secret value appears in no log line, Event, metric or alert,
+/// even with trace logging, across baseline and reload.
 #[tokio::test]
 async fn secret_values_never_reach_logs_events_or_metrics() {
     let (cluster, ns, client) = setup("secrecy").await;
@@ -466,11 +466,17 @@ async fn secret_values_never_reach_logs_events_or_metrics() {
     )
     .await;
     let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
-    let controller = Controller::start(
+    let receiver = crate::notify::Receiver::default();
+    let alert_url = format!("{}/alerts", crate::notify::serve(receiver.clone()).await);
+    let controller = Controller::start_with_env(
         &cluster,
         &identity,
         &ns,
         &["--namespaces", &ns, "--log-level=trace"],
+        &[
+            ("ALERT_ON_RELOAD", "true"),
+            ("ALERT_WEBHOOK_URL", &alert_url),
+        ],
     )
     .await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -488,6 +494,7 @@ async fn secret_values_never_reach_logs_events_or_metrics() {
         .await
         .unwrap();
     wait_env(&deployments, "web", "app", "the reload").await;
+    let alerts = crate::notify::received(&receiver, "the alert", 1).await;
     let (_, metrics) = controller.get("/metrics").await.unwrap();
     let events = events(&client, &ns).await;
     let log = controller.stop();
@@ -499,6 +506,7 @@ async fn secret_values_never_reach_logs_events_or_metrics() {
         ("log", log),
         ("metrics", metrics),
         ("events", format!("{events:?}")),
+        ("alerts", format!("{alerts:?}")),
     ] {
         assert!(
             !text.contains(&planted),
