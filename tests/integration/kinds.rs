@@ -483,3 +483,71 @@ async fn pause_period_survives_a_restart_and_user_pauses_are_left_alone() {
     );
     restarted.stop();
 }
+
+/// Checklist 26: `--ignored-workload-types=jobs,cronjobs` neither lists nor touches Jobs and
+/// CronJobs (the audit log shows no request for them), needs no RBAC for them, and other kinds
+/// still reload.
+#[tokio::test]
+async fn ignored_workload_types_are_neither_listed_nor_touched() {
+    let (cluster, ns, client) = setup("ignored-types").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
+    let reload = json!({"configmap.reloader.stakater.com/reload": "cfg"});
+    let pod = json!({"restartPolicy": "Never", "containers": [{"name": "task", "image": "registry.invalid/task"}]});
+    let job = create::<Job>(
+        &client,
+        &ns,
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once", "annotations": reload},
+               "spec": {"suspend": true, "template": {"spec": pod}}}),
+    )
+    .await;
+    create::<k8s_openapi::api::batch::v1::CronJob>(
+        &client,
+        &ns,
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "annotations": reload},
+               "spec": {"schedule": "0 0 1 1 *", "suspend": true, "jobTemplate": {"spec": {"template": {"spec": pod}}}}}),
+    )
+    .await;
+    named_deployment(&client, &ns, "web", "cfg").await;
+    let rules: Vec<Value> = controller_rules()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["apiGroups"] != json!(["batch"]))
+        .cloned()
+        .collect();
+    let identity = identity_with_rules(&cluster, &ns, Value::Array(rules)).await;
+    let controller = Controller::start(
+        &cluster,
+        &identity,
+        &ns,
+        &[
+            "--namespaces",
+            &ns,
+            "--ignored-workload-types=jobs,cronjobs",
+        ],
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_deployment(&deployments, "web", "baseline", |d| ledger_of(d).is_some()).await;
+    set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
+    wait_env(&deployments, "web", "app", "the Deployment's reload").await;
+    let log = controller.stop();
+    assert!(
+        !log.contains("missing RBAC"),
+        "no batch permission is asked for: {log}"
+    );
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let all = jobs.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(all.len(), 1, "no Job created from the CronJob");
+    assert_eq!(
+        job_uid(&all[0]),
+        job_uid(&job),
+        "the Job was not re-created"
+    );
+    assert!(!has_ledger(&serde_json::to_value(&all[0]).unwrap()));
+    let batch: Vec<_> = crate::controller::requests_by(&cluster, &identity.user)
+        .into_iter()
+        .filter(|r| r.resource == "jobs" || r.resource == "cronjobs")
+        .collect();
+    assert!(batch.is_empty(), "{batch:?}");
+}

@@ -1,4 +1,4 @@
-//! The rest of upstream's observable surface (checklist 46-47, 52): the meta-info ConfigMap,
+//! The rest of upstream's observable surface (checklist 46-48, 52): the meta-info ConfigMap,
 //! the full metric set including client-go's REST metrics, and diagnostics only when asked for,
 //! on their own listener.
 
@@ -38,6 +38,7 @@ async fn meta_info_metrics_and_diagnostics_only_when_asked() {
         &[
             ("RELOADER_NAMESPACE", &ns),
             ("RELOADER_DEPLOYMENT_NAME", "reloader-reloader"),
+            ("METRICS_COUNT_BY_NAMESPACE", "enabled"),
         ],
     )
     .await;
@@ -76,6 +77,9 @@ async fn meta_info_metrics_and_diagnostics_only_when_asked() {
         "reloader_workqueue_latency_seconds_count",
         "rest_client_requests_total{code=\"200\",method=\"PATCH\",host=",
         "rest_client_request_duration_seconds_bucket{",
+        &format!(
+            "reloader_reload_executed_total_by_namespace{{success=\"true\",namespace=\"{ns}\"}} 1"
+        ),
     ] {
         assert!(metrics.contains(sample), "missing {sample}:\n{metrics}");
     }
