@@ -64,6 +64,13 @@ struct PendingJob {
     changes: Vec<plan::Change>,
 }
 
+/// Whether a reload wrote anything (a Job may turn out gone or already replaced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Yes,
+    Nothing,
+}
+
 /// Optional kinds found served (and asked for) at startup.
 #[derive(Debug, Clone, Copy, Default)]
 struct Optional {
@@ -1227,19 +1234,22 @@ impl Engine {
                 let started = std::time::Instant::now();
                 self.metrics.workload_matched(key.kind.as_str());
                 let result = self.write_reload(&view, &changes, &ledger, now).await;
-                self.metrics.reload_executed(result.is_ok(), &key.namespace);
-                self.metrics.action(
-                    key.kind.as_str(),
-                    result.is_ok(),
-                    started.elapsed().as_secs_f64(),
-                );
+                if !matches!(result, Ok(Written::Nothing)) {
+                    self.metrics.reload_executed(result.is_ok(), &key.namespace);
+                    self.metrics.action(
+                        key.kind.as_str(),
+                        result.is_ok(),
+                        started.elapsed().as_secs_f64(),
+                    );
+                }
                 match result {
-                    Ok(()) => {
+                    Ok(Written::Yes) => {
                         for change in &changes {
                             self.announce(&view, change).await;
                         }
                         Ok(true)
                     }
+                    Ok(Written::Nothing) => Ok(false),
                     Err(e) => {
                         let note = format!(
                             "Update for '{}' of type '{}' in namespace '{}' failed with error {e}",
@@ -1300,7 +1310,7 @@ impl Engine {
         changes: &[plan::Change],
         ledger: &str,
         now: i64,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<Written, kube::Error> {
         let key = &view.key;
         let containers: Vec<&str> = view
             .pod_spec
@@ -1309,10 +1319,19 @@ impl Engine {
             .map(|c| c.name.as_str())
             .collect();
         match key.kind {
-            WorkloadKind::CronJob => self.instantiate_cronjob(view, changes, ledger, now).await,
+            WorkloadKind::CronJob => self
+                .instantiate_cronjob(view, changes, ledger, now)
+                .await
+                .map(|()| Written::Yes),
             WorkloadKind::Job => self.recreate_job(view, changes, ledger, now).await,
-            WorkloadKind::Rollout => self.reload_rollout(view, changes, ledger, now).await,
-            WorkloadKind::DeploymentConfig => self.merge_reload(view, changes, ledger, now).await,
+            WorkloadKind::Rollout => self
+                .reload_rollout(view, changes, ledger, now)
+                .await
+                .map(|()| Written::Yes),
+            WorkloadKind::DeploymentConfig => self
+                .merge_reload(view, changes, ledger, now)
+                .await
+                .map(|()| Written::Yes),
             _ => {
                 let mut body = patch::reload(
                     self.options.strategy,
@@ -1355,7 +1374,7 @@ impl Engine {
                     tracing::info!(workload = %key, seconds = period.as_secs(), "paused for the pause period; will resume");
                     self.queue.add_after(key.clone(), period);
                 }
-                Ok(())
+                Ok(Written::Yes)
             }
         }
     }
@@ -1470,10 +1489,10 @@ impl Engine {
         changes: &[plan::Change],
         ledger: &str,
         now: i64,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<Written, kube::Error> {
         let key = &view.key;
         let Some(old) = view.job.as_deref() else {
-            return Ok(());
+            return Ok(Written::Nothing);
         };
         let fresh = fresh_job(old, ledger, |template| {
             patch::apply_to_template(
@@ -1512,7 +1531,8 @@ impl Engine {
             // nothing of the planned one left to re-run.
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
                 self.take_pending_job(key);
-                return Ok(());
+                tracing::info!(workload = %key, "the Job to re-create is gone or already replaced; nothing to do");
+                return Ok(Written::Nothing);
             }
             Err(e) => {
                 self.take_pending_job(key);
@@ -1521,7 +1541,7 @@ impl Engine {
         }
         self.create_pending_job(key)
             .await
-            .map(|_| ())
+            .map(|_| Written::Yes)
             .map_err(|message| kube::Error::Service(message.into()))
     }
 
