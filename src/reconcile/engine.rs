@@ -57,7 +57,7 @@ pub struct Engine {
     reported: Mutex<HashSet<(WorkloadKey, String)>>,
     synced: watch::Sender<usize>,
     leadership: Leadership,
-    lease_namespace: Option<String>,
+    lease: Option<crate::ops::leader::LeaseSettings>,
     /// Jobs we created from CronJobs, as (namespace, CronJob, ledger): a retry or a restart
     /// that finds the Job for a change does not create a second one.
     created_jobs: Mutex<HashSet<(String, String, String)>>,
@@ -114,7 +114,7 @@ impl Engine {
             reported: Mutex::new(HashSet::new()),
             synced: watch::channel(0).0,
             leadership,
-            lease_namespace: settings.lease.as_ref().map(|l| l.namespace.clone()),
+            lease: settings.lease.clone(),
             created_jobs: Mutex::new(HashSet::new()),
         })
     }
@@ -237,6 +237,7 @@ impl Engine {
                     resource,
                     verbs,
                     namespace: ns.clone(),
+                    name: None,
                 })
             };
             if self.watch_configmaps {
@@ -263,14 +264,17 @@ impl Engine {
                 resource: "namespaces",
                 verbs: &["list", "watch"],
                 namespace: None,
+                name: None,
             });
         }
-        if let Some(ns) = &self.lease_namespace {
+        if let Some(lease) = &self.lease {
+            // kube-lease-manager gets, creates and patches the Lease; we watch it by name.
             needs.push(access::Need {
                 group: "coordination.k8s.io",
                 resource: "leases",
-                verbs: &["get", "create", "update", "patch", "list", "watch"],
-                namespace: Some(ns.clone()),
+                verbs: &["get", "create", "patch", "list", "watch"],
+                namespace: Some(lease.namespace.clone()),
+                name: Some(lease.name.clone()),
             });
         }
         let missing = access::check(&self.client, &needs).await;

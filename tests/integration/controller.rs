@@ -33,7 +33,7 @@ pub fn ha_rules() -> serde_json::Value {
     if let Some(list) = rules.as_array_mut() {
         list.push(
             json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-            "verbs": ["get", "create", "update", "patch", "list", "watch"]}),
+            "verbs": ["get", "create", "patch", "list", "watch"]}),
         );
     }
     rules
