@@ -140,6 +140,28 @@ impl Controller {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        let controller = Self::spawn_with_env(cluster, identity, label, args, env);
+        eventually(
+            &format!("kube-reloader ({label}) to become ready"),
+            || async {
+                match controller.get("/ready").await? {
+                    (200, _) => Ok(()),
+                    (code, body) => Err(format!("{code} {body}")),
+                }
+            },
+        )
+        .await;
+        controller
+    }
+
+    /// Starts the binary without waiting for readiness (for runs that may fail at startup).
+    pub fn spawn_with_env(
+        cluster: &ClusterInfo,
+        identity: &Identity,
+        label: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port().unwrap();
         let log = cluster
             .dir
@@ -153,21 +175,10 @@ impl Controller {
             .env("RUST_LOG", "warn,kube_reloader=debug")
             .envs(env.iter().copied());
         let process = Process::spawn("kube-reloader", command, &log).unwrap();
-        let controller = Self {
+        Self {
             process,
             base: format!("http://127.0.0.1:{port}"),
-        };
-        eventually(
-            &format!("kube-reloader ({label}) to become ready"),
-            || async {
-                match controller.get("/ready").await? {
-                    (200, _) => Ok(()),
-                    (code, body) => Err(format!("{code} {body}")),
-                }
-            },
-        )
-        .await;
-        controller
+        }
     }
 
     /// GET a path on the controller's HTTP server.
