@@ -7,11 +7,11 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test demo prerequisites check unit testbins integration no-leftovers cluster build chart-test manifests
+.PHONY: test demo prerequisites check unit testbins integration no-leftovers cluster build chart-test manifests image
 
 ## test: every check and test: fmt, clippy, unit tests, control-plane binaries, chart checks,
-## integration tests.
-test: prerequisites check unit testbins chart-test integration no-leftovers
+## integration tests, the container image and its test.
+test: prerequisites check unit testbins chart-test integration image no-leftovers
 	@echo "make test: all checks and tests passed"
 
 ## demo: a local control plane, kube-reloader, and a ConfigMap change rolling a Deployment.
@@ -59,3 +59,9 @@ chart-test: testbins
 manifests: testbins
 	scripts/render-manifests.sh
 
+
+## image: the static binary and an OCI image layout in target/image/, built without a container
+## engine (scripts/build-image.sh), then checked by tests/image.rs.
+image:
+	scripts/build-image.sh
+	$(CARGO) test --locked --test image
