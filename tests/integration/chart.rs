@@ -22,7 +22,10 @@ use kube_reloader_testenv::{ClusterInfo, Identity, Tier};
 use serde_json::{Value, json};
 
 use crate::controller::{Controller, requests_by};
-use crate::fixtures::{configmap, create, deployment, env_of, ledger_of, wait_deployment};
+use crate::fixtures::{
+    configmap, create, deployment, env_of, ledger_of, set_configmap, wait_deployment,
+};
+use crate::rbac::status_code;
 use crate::support::{cluster, eventually};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/kube-reloader");
@@ -246,9 +249,21 @@ fn without(base: &[&str], removed: &[&str]) -> BTreeSet<String> {
 async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
     let cluster = cluster(Tier::A).await;
     let (release, ns) = ("rel", "relns");
-    let ci = |name: &str| format!("{CHART}/ci/{name}-values.yaml");
+    let ci = |name: &str| {
+        render(
+            &cluster,
+            release,
+            ns,
+            &[&format!("{CHART}/ci/{name}-values.yaml")],
+            &[],
+        )
+    };
+    let set = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
+        render(&cluster, release, ns, &[], &sets)
+    };
 
-    let docs = render(&cluster, release, ns, &[], &[]);
+    let docs = set(&[]);
     assert_eq!(args(&docs), ["--log-level=info"]);
     assert_eq!(
         env_names(&docs),
@@ -295,7 +310,7 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
     );
 
     // Namespaced: Roles in exactly the listed namespaces plus the release namespace, no ClusterRole.
-    let docs = render(&cluster, release, ns, &[&ci("namespaced")], &[]);
+    let docs = ci("namespaced");
     assert!(
         of_kind(&docs, "ClusterRole").is_empty() && of_kind(&docs, "ClusterRoleBinding").is_empty()
     );
@@ -323,7 +338,7 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
         with(DEFAULT_RULES, META_INFO_RULES)
     );
 
-    let docs = render(&cluster, release, ns, &[&ci("single-namespace")], &[]);
+    let docs = ci("single-namespace");
     assert!(of_kind(&docs, "ClusterRole").is_empty());
     assert!(env_values(&docs, "p", ns).contains(&("KUBERNETES_NAMESPACE".into(), ns.into())));
     assert_eq!(
@@ -332,7 +347,7 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
     );
 
     // replicas > 1 without enableHA: leader election instead of a crash loop.
-    let docs = render(&cluster, release, ns, &[&ci("ha")], &[]);
+    let docs = ci("ha");
     assert_eq!(of_kind(&docs, "Deployment")[0]["spec"]["replicas"], 2);
     assert!(args(&docs).contains(&"--enable-ha=true".to_owned()));
     let env = env_values(&docs, "pod-1", ns);
@@ -348,7 +363,7 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
     );
 
     // No permission at all on what is ignored; Jobs keep delete only for re-creation.
-    let docs = render(&cluster, release, ns, &[&ci("ignore-secrets")], &[]);
+    let docs = ci("ignore-secrets");
     assert_eq!(
         args(&docs),
         [
@@ -364,13 +379,7 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
             &["/secrets: list,watch", "batch/cronjobs: list,watch,patch"]
         )
     );
-    let docs = render(
-        &cluster,
-        release,
-        ns,
-        &[],
-        &["reloader.ignoreJobs=true".into()],
-    );
+    let docs = set(&["reloader.ignoreJobs=true"]);
     assert_eq!(
         grants(&docs, None),
         with(
@@ -381,19 +390,10 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
             &["batch/jobs: list,watch,create"]
         )
     );
-    let docs = render(
-        &cluster,
-        release,
-        ns,
-        &[],
-        &[
-            "reloader.ignoreJobs=true".into(),
-            "reloader.ignoreCronJobs=true".into(),
-        ],
-    );
+    let docs = set(&["reloader.ignoreJobs=true", "reloader.ignoreCronJobs=true"]);
     assert!(grants(&docs, None).iter().all(|g| !g.starts_with("batch/")));
 
-    let docs = render(&cluster, release, ns, &[&ci("argo")], &[]);
+    let docs = ci("argo");
     assert_eq!(
         args(&docs),
         [
@@ -413,7 +413,7 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
         )
     );
 
-    let docs = render(&cluster, release, ns, &[&ci("csi")], &[]);
+    let docs = ci("csi");
     assert_eq!(
         args(&docs),
         [
@@ -434,7 +434,7 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
     );
 
     // Every custom annotation flag, and the webhook URL (also without custom_annotations).
-    let docs = render(&cluster, release, ns, &[&ci("custom-annotations")], &[]);
+    let docs = ci("custom-annotations");
     let rendered: BTreeSet<String> = args(&docs).into_iter().collect();
     for flag in [
         "--configmap-annotation=example.com/configmap-reload",
@@ -451,23 +451,11 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
     ] {
         assert!(rendered.contains(flag), "{flag} missing from {rendered:?}");
     }
-    let docs = render(
-        &cluster,
-        release,
-        ns,
-        &[],
-        &["reloader.webhookUrl=https://hooks.example.com/x".into()],
-    );
+    let docs = set(&["reloader.webhookUrl=https://hooks.example.com/x"]);
     assert!(args(&docs).contains(&"--webhook-url=https://hooks.example.com/x".to_owned()));
 
     // The namespace selector adds namespaces list/watch (global mode only).
-    let docs = render(
-        &cluster,
-        release,
-        ns,
-        &[],
-        &["reloader.namespaceSelector=env=prod".into()],
-    );
+    let docs = set(&["reloader.namespaceSelector=env=prod"]);
     assert!(grants(&docs, None).contains("/namespaces: list,watch"));
     assert!(args(&docs).contains(&"--namespace-selector=env=prod".to_owned()));
 
@@ -670,6 +658,17 @@ async fn wait_installed_rules(cluster: &ClusterInfo, identity: &Identity, docs: 
     }
 }
 
+/// A token for the chart's ServiceAccount, once every installed rule is in effect for it.
+async fn chart_identity(cluster: &ClusterInfo, release_ns: &str, docs: &[Value]) -> Identity {
+    let account = of_kind(docs, "ServiceAccount")[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let identity = cluster.service_account(release_ns, &account).await.unwrap();
+    wait_installed_rules(cluster, &identity, docs).await;
+    identity
+}
+
 /// Starts the binary as the chart's ServiceAccount with the rendered args and env.
 async fn start_as_rendered(
     cluster: &ClusterInfo,
@@ -706,6 +705,14 @@ async fn workload(client: &Client, ns: &str) -> Api<Deployment> {
     Api::namespaced(client.clone(), ns)
 }
 
+/// Waits until Deployment `web` carries env var `marker` (a reload).
+async fn wait_marker(deployments: &Api<Deployment>, ns: &str, marker: &str) {
+    wait_deployment(deployments, "web", &format!("{marker} in {ns}"), |d| {
+        env_of(d, "app").iter().any(|(name, _)| name == marker)
+    })
+    .await;
+}
+
 /// The core reload scenario: once the workload is recorded, a ConfigMap change and then a Secret
 /// change each set their env var.
 async fn reloads_on_configmap_and_secret_changes(
@@ -717,25 +724,8 @@ async fn reloads_on_configmap_and_secret_changes(
         ledger_of(d).is_some()
     })
     .await;
-    Api::<ConfigMap>::namespaced(client.clone(), ns)
-        .patch(
-            "app-config",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"k": "2"}})),
-        )
-        .await
-        .unwrap();
-    wait_deployment(
-        deployments,
-        "web",
-        &format!("the ConfigMap reload in {ns}"),
-        |d| {
-            env_of(d, "app")
-                .iter()
-                .any(|(name, _)| name == "STAKATER_APP_CONFIG_CONFIGMAP")
-        },
-    )
-    .await;
+    set_configmap(client, ns, "app-config", json!({"k": "2"})).await;
+    wait_marker(deployments, ns, "STAKATER_APP_CONFIG_CONFIGMAP").await;
     Api::<Secret>::namespaced(client.clone(), ns)
         .patch(
             "app-secret",
@@ -744,17 +734,7 @@ async fn reloads_on_configmap_and_secret_changes(
         )
         .await
         .unwrap();
-    wait_deployment(
-        deployments,
-        "web",
-        &format!("the Secret reload in {ns}"),
-        |d| {
-            env_of(d, "app")
-                .iter()
-                .any(|(name, _)| name == "STAKATER_APP_SECRET_SECRET")
-        },
-    )
-    .await;
+    wait_marker(deployments, ns, "STAKATER_APP_SECRET_SECRET").await;
 }
 
 fn assert_no_missing_permission(log: &str) {
@@ -787,12 +767,7 @@ async fn global_mode_with_the_rendered_cluster_role_reloads() {
     let (notes, docs) = install(&cluster, &release, &release, &[], &sets);
     assert!(notes.contains(&format!("Watching: every namespace whose labels match {label} (ClusterRole {release}-reloader-role).")), "{notes}");
     assert_eq!(of_kind(&docs, "ClusterRole").len(), 1);
-    let account = of_kind(&docs, "ServiceAccount")[0]["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let identity = cluster.service_account(&release, &account).await.unwrap();
-    wait_installed_rules(&cluster, &identity, &docs).await;
+    let identity = chart_identity(&cluster, &release, &docs).await;
     let deployments = workload(&admin, &workloads).await;
 
     let controller = start_as_rendered(&cluster, &identity, &docs, &release, true).await;
@@ -816,14 +791,6 @@ async fn global_mode_with_the_rendered_cluster_role_reloads() {
     );
     assert_eq!(grants(&upgraded, None), grants(&docs, None));
     run(helm(&cluster).args(["uninstall", &release, "--namespace", &release]));
-}
-
-fn status_code<T>(result: &Result<T, kube::Error>) -> Option<u16> {
-    match result {
-        Ok(_) => Some(200),
-        Err(kube::Error::Api(status)) => Some(status.code),
-        Err(_) => None,
-    }
 }
 
 /// Namespaced mode with HA: `watchGlobally=false`, `namespaces: [a, b]`, `enableHA`. No
@@ -869,12 +836,7 @@ async fn namespaced_mode_with_rendered_roles_reloads_in_its_namespaces_only() {
             .items
             .is_empty()
     );
-    let account = of_kind(&docs, "ServiceAccount")[0]["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let identity = cluster.service_account(&release, &account).await.unwrap();
-    wait_installed_rules(&cluster, &identity, &docs).await;
+    let identity = chart_identity(&cluster, &release, &docs).await;
     let mut apps = Vec::new();
     for ns in [&a, &b, &c] {
         apps.push(workload(&admin, ns).await);
@@ -894,22 +856,8 @@ async fn namespaced_mode_with_rendered_roles_reloads_in_its_namespaces_only() {
     );
 
     // Outside its namespaces: the same change in c is never acted on, and access is denied.
-    Api::<ConfigMap>::namespaced(admin.clone(), &c)
-        .patch(
-            "app-config",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"k": "2"}})),
-        )
-        .await
-        .unwrap();
-    Api::<ConfigMap>::namespaced(admin.clone(), &a)
-        .patch(
-            "app-config",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"k": "3"}})),
-        )
-        .await
-        .unwrap();
+    set_configmap(&admin, &c, "app-config", json!({"k": "2"})).await;
+    set_configmap(&admin, &a, "app-config", json!({"k": "3"})).await;
     let sha_of = |d: &Deployment| {
         env_of(d, "app")
             .into_iter()
@@ -990,12 +938,7 @@ async fn removing_any_rendered_rule_breaks_a_named_feature() {
         "reloader.enableHA=true".to_owned(),
     ];
     let (_, docs) = install(&cluster, &release, &release, &[], &sets);
-    let account = of_kind(&docs, "ServiceAccount")[0]["metadata"]["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let identity = cluster.service_account(&release, &account).await.unwrap();
-    wait_installed_rules(&cluster, &identity, &docs).await;
+    let identity = chart_identity(&cluster, &release, &docs).await;
     let restricted = cluster.client_as(&identity).await.unwrap();
     let leases = Api::<Lease>::namespaced(admin.clone(), &release);
 
