@@ -14,7 +14,7 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -505,6 +505,66 @@ fn install_monitoring_crds(cluster: &ClusterInfo, kubectl: impl Fn() -> Command)
         .arg(&file));
 }
 
+/// Creates namespace `name` unless it exists (fixed names used by the ci/ value sets and the
+/// committed manifests).
+async fn create_namespace_named(admin: &Client, name: &str) {
+    let namespace: Namespace = serde_json::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )
+    .unwrap();
+    match Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The pod of the rendered Deployment (defaults, HA, and upstream's values.yaml over ours) is
+/// admitted in a namespace that enforces the `restricted` Pod Security Standard; the same pod
+/// with privilege escalation allowed is not (so the namespace really enforces it).
+#[tokio::test]
+async fn the_pod_meets_the_restricted_pod_security_standard() {
+    let cluster = cluster(Tier::A).await;
+    let ns = cluster.create_namespace("chart-restricted").await.unwrap();
+    let admin = cluster.client().await.unwrap();
+    Api::<Namespace>::all(admin.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest"
+            }}})),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(admin, &ns);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let ci = format!("{CHART}/ci/ha-values.yaml");
+    for files in [vec![], vec![ci.as_str()], vec![UPSTREAM_VALUES]] {
+        let docs = render(&cluster, "psa", &ns, &files, &[]);
+        let template = &of_kind(&docs, "Deployment")[0]["spec"]["template"];
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "reloader", "labels": template["metadata"]["labels"]},
+            "spec": template["spec"]});
+        let admitted = pods
+            .create(&dry_run, &serde_json::from_value(pod.clone()).unwrap())
+            .await;
+        assert!(admitted.is_ok(), "{files:?}: {admitted:?}");
+        pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true);
+        let refused = pods
+            .create(&dry_run, &serde_json::from_value(pod).unwrap())
+            .await;
+        assert_eq!(status_code(&refused), Some(403), "{files:?}: {refused:?}");
+    }
+}
+
 /// `helm template` of the default values, every value set in ci/ and upstream's values.yaml,
 /// then `kubectl apply --server-side --dry-run=server`: the API server validates every object.
 #[tokio::test]
@@ -513,18 +573,7 @@ async fn the_api_server_accepts_every_rendered_object_in_a_server_side_dry_run()
     let ns = cluster.create_namespace("chart-dry-run").await.unwrap();
     let admin = cluster.client().await.unwrap();
     for name in ["team-a", "team-b"] {
-        let namespace: Namespace = serde_json::from_value(
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
-        )
-        .unwrap();
-        match Api::<Namespace>::all(admin.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(e) => panic!("{e}"),
-        }
+        create_namespace_named(&admin, name).await;
     }
     let cache = cluster.dir.join(format!("kubectl-cache-{ns}"));
     let kubectl = || {
@@ -545,20 +594,10 @@ async fn the_api_server_accepts_every_rendered_object_in_a_server_side_dry_run()
     value_sets.sort();
     value_sets.insert(0, PathBuf::new());
     value_sets.push(PathBuf::from(UPSTREAM_VALUES));
-    let mut kinds = BTreeSet::new();
-    for values in &value_sets {
-        let files: Vec<&str> = values
-            .to_str()
-            .into_iter()
-            .filter(|p| !p.is_empty())
-            .collect();
-        let text = run(helm(&cluster)
-            .args(["template", &ns, CHART, "--namespace", &ns])
-            .args(value_args(&files, &[])));
-        let docs = documents(&text);
-        kinds.extend(docs.iter().map(|d| d["kind"].as_str().unwrap().to_owned()));
+    let dry_run = |text: &str, what: &str| -> Vec<Value> {
+        let docs = documents(text);
         let file = cluster.dir.join(format!("{ns}-rendered.yaml"));
-        std::fs::write(&file, &text).unwrap();
+        std::fs::write(&file, text).unwrap();
         let applied = run(kubectl()
             .args([
                 "apply",
@@ -572,8 +611,32 @@ async fn the_api_server_accepts_every_rendered_object_in_a_server_side_dry_run()
             .lines()
             .filter(|l| l.ends_with("serverside-applied (server dry run)"))
             .count();
-        assert_eq!(accepted, docs.len(), "{}: {applied}", values.display());
+        assert_eq!(accepted, docs.len(), "{what}: {applied}");
+        docs
+    };
+    let mut kinds = BTreeSet::new();
+    for values in &value_sets {
+        let files: Vec<&str> = values
+            .to_str()
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        let text = run(helm(&cluster)
+            .args(["template", &ns, CHART, "--namespace", &ns])
+            .args(value_args(&files, &[])));
+        let docs = dry_run(&text, &values.display().to_string());
+        kinds.extend(docs.iter().map(|d| d["kind"].as_str().unwrap().to_owned()));
     }
+
+    // The committed manifests and the kustomize base, as users apply them (their namespace must
+    // exist for a dry run of the objects in it).
+    create_namespace_named(&admin, "kube-reloader").await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let manifests =
+        std::fs::read_to_string(format!("{root}/deploy/manifests/kube-reloader.yaml")).unwrap();
+    dry_run(&manifests, "deploy/manifests/kube-reloader.yaml");
+    let kustomized = run(kubectl().args(["kustomize", &format!("{root}/deploy/kustomize")]));
+    dry_run(&kustomized, "kubectl kustomize deploy/kustomize");
     let expected = [
         "ClusterRole",
         "ClusterRoleBinding",
