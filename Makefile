@@ -7,10 +7,11 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test demo prerequisites check unit testbins integration no-leftovers cluster build
+.PHONY: test demo prerequisites check unit testbins integration no-leftovers cluster build chart-test manifests image
 
-## test: every check and test: fmt, clippy, unit tests, control-plane binaries, integration tests.
-test: prerequisites check unit testbins integration no-leftovers
+## test: every check and test: fmt, clippy, unit tests, control-plane binaries, chart checks,
+## integration tests, the container image and its test.
+test: prerequisites check unit testbins chart-test integration image no-leftovers
 	@echo "make test: all checks and tests passed"
 
 ## demo: a local control plane, kube-reloader, and a ConfigMap change rolling a Deployment.
@@ -49,3 +50,18 @@ cluster: testbins
 ## build: the release binary at target/release/kube-reloader.
 build:
 	$(CARGO) build --locked --release --bin kube-reloader
+
+## chart-test: helm lint/template of the chart for every value set, schema rejections, manifest drift.
+chart-test: testbins
+	scripts/chart-test.sh
+
+## manifests: regenerate deploy/manifests and deploy/kustomize from the chart.
+manifests: testbins
+	scripts/render-manifests.sh
+
+
+## image: the static binary and an OCI image layout in target/image/, built without a container
+## engine (scripts/build-image.sh), then checked by tests/image.rs.
+image:
+	scripts/build-image.sh
+	$(CARGO) test --locked --test image

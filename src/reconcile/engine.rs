@@ -100,7 +100,7 @@ pub struct Engine {
     reported: Mutex<HashSet<(WorkloadKey, String)>>,
     synced: watch::Sender<usize>,
     leadership: Leadership,
-    lease_namespace: Option<String>,
+    lease: Option<crate::ops::leader::LeaseSettings>,
     /// Jobs we created from CronJobs, as (namespace, CronJob, ledger): a retry or a restart
     /// that finds the Job for a change does not create a second one.
     created_jobs: Mutex<HashSet<(String, String, String)>>,
@@ -116,6 +116,8 @@ pub struct Engine {
     spc_annotations: Mutex<HashMap<(String, String), BTreeMap<String, String>>>,
     /// What is watched, for diagnostics.
     watched: Mutex<Vec<String>>,
+    /// `RELOADER_NAMESPACE`: where the meta-info ConfigMap is published (for the self-check).
+    meta_info_namespace: Option<String>,
 }
 
 impl Engine {
@@ -175,7 +177,7 @@ impl Engine {
             reported: Mutex::new(HashSet::new()),
             synced: watch::channel(0).0,
             leadership,
-            lease_namespace: settings.lease.as_ref().map(|l| l.namespace.clone()),
+            lease: settings.lease.clone(),
             created_jobs: Mutex::new(HashSet::new()),
             pending_jobs: Mutex::new(HashMap::new()),
             argo_rollouts: settings.argo_rollouts,
@@ -184,6 +186,9 @@ impl Engine {
             spc_status: Mutex::new(HashMap::new()),
             spc_annotations: Mutex::new(HashMap::new()),
             watched: Mutex::new(Vec::new()),
+            meta_info_namespace: std::env::var("RELOADER_NAMESPACE")
+                .ok()
+                .filter(|n| !n.is_empty()),
         })
     }
 
@@ -440,6 +445,7 @@ impl Engine {
                     resource,
                     verbs,
                     namespace: ns.clone(),
+                    name: None,
                 })
             };
             if self.watch_configmaps {
@@ -499,20 +505,35 @@ impl Engine {
                 resource: "namespaces",
                 verbs: &["list", "watch"],
                 namespace: None,
+                name: None,
             });
         }
-        if let Some(ns) = &self.lease_namespace {
+        if let Some(lease) = &self.lease {
+            // kube-lease-manager gets, creates and patches the Lease; we watch it by name.
             needs.push(access::Need {
                 group: "coordination.k8s.io",
                 resource: "leases",
-                verbs: &["get", "create", "update", "patch", "list", "watch"],
-                namespace: Some(ns.clone()),
+                verbs: &["get", "create", "patch", "list", "watch"],
+                namespace: Some(lease.namespace.clone()),
+                name: Some(lease.name.clone()),
+            });
+        }
+        if let Some(namespace) = &self.meta_info_namespace {
+            needs.push(access::Need {
+                group: "",
+                resource: "configmaps",
+                verbs: &["get", "create", "update"],
+                namespace: Some(namespace.clone()),
+                name: Some(crate::ops::meta_info::NAME.to_owned()),
             });
         }
         let missing = access::check(&self.client, &needs).await;
         for gap in &missing {
             let effect = match gap.need.resource {
                 "events" => "reload Events will not be published",
+                "configmaps" if gap.need.name.is_some() => {
+                    "the reloader-meta-info ConfigMap cannot be published (RELOADER_NAMESPACE)"
+                }
                 "jobs" if gap.denied.contains(&"delete") => "Job reloads will fail",
                 "leases" => "leader election cannot work, so this replica never writes",
                 _ if gap.denied.iter().any(|v| *v == "list" || *v == "watch") => {

@@ -18,6 +18,9 @@ pub struct Need {
     pub verbs: &'static [&'static str],
     /// Namespace, or `None` for cluster-wide.
     pub namespace: Option<String>,
+    /// The one object used, when the grant may be limited to it (RBAC `resourceNames`);
+    /// `None` for any object. Never applied to `create`, whose requests carry no name.
+    pub name: Option<String>,
 }
 
 /// The verbs of a [`Need`] that were denied.
@@ -30,21 +33,43 @@ pub struct Missing {
 }
 
 impl Missing {
-    /// The RBAC rule that would grant the missing verbs, in manifest form.
+    /// The RBAC rule that would grant the missing verbs, in manifest form (two rules when a
+    /// named object also needs `create`, which cannot be limited by name).
     pub fn rule(&self) -> String {
         let scope = match &self.need.namespace {
             Some(ns) => format!("a Role in namespace {ns}"),
             None => "a ClusterRole".to_owned(),
         };
-        format!(
-            "{scope} with rule {{apiGroups: [\"{}\"], resources: [\"{}\"], verbs: [{}]}}",
-            self.need.group,
-            self.need.resource,
-            self.denied
+        let (named, any): (Vec<&str>, Vec<&str>) = self
+            .denied
+            .iter()
+            .partition(|verb| self.need.name.is_some() && **verb != "create");
+        let mut rules = Vec::new();
+        if !any.is_empty() {
+            rules.push(self.rule_text(None, &any));
+        }
+        if !named.is_empty() {
+            rules.push(self.rule_text(self.need.name.as_deref(), &named));
+        }
+        format!("{scope} with rule {}", rules.join(" and rule "))
+    }
+
+    fn rule_text(&self, name: Option<&str>, verbs: &[&str]) -> String {
+        let quoted = |items: &[&str]| {
+            items
                 .iter()
                 .map(|v| format!("\"{v}\""))
                 .collect::<Vec<_>>()
                 .join(", ")
+        };
+        let names = name
+            .map(|n| format!("resourceNames: [\"{n}\"], "))
+            .unwrap_or_default();
+        format!(
+            "{{apiGroups: [\"{}\"], resources: [\"{}\"], {names}verbs: [{}]}}",
+            self.need.group,
+            self.need.resource,
+            quoted(verbs)
         )
     }
 }
@@ -64,6 +89,7 @@ pub async fn check(client: &kube::Client, needs: &[Need]) -> Vec<Missing> {
                         resource: Some(need.resource.to_owned()),
                         verb: Some((*verb).to_owned()),
                         namespace: need.namespace.clone(),
+                        name: need.name.clone().filter(|_| *verb != "create"),
                         ..ResourceAttributes::default()
                     }),
                     ..SelfSubjectAccessReviewSpec::default()
@@ -102,6 +128,7 @@ mod tests {
                 resource: "statefulsets",
                 verbs: &["list", "watch", "patch"],
                 namespace: None,
+                name: None,
             },
             denied: vec!["list", "watch"],
         };
@@ -115,9 +142,29 @@ mod tests {
                 resource: "secrets",
                 verbs: &["list"],
                 namespace: Some("team".into()),
+                name: None,
             },
             denied: vec!["list"],
         };
         assert!(namespaced.rule().starts_with("a Role in namespace team"));
+    }
+
+    #[test]
+    fn a_named_object_gets_resource_names_except_for_create() {
+        let lease = Missing {
+            need: Need {
+                group: "coordination.k8s.io",
+                resource: "leases",
+                verbs: &["get", "create", "patch"],
+                namespace: Some("ops".into()),
+                name: Some("lock".into()),
+            },
+            denied: vec!["get", "create", "patch"],
+        };
+        assert_eq!(
+            lease.rule(),
+            "a Role in namespace ops with rule {apiGroups: [\"coordination.k8s.io\"], resources: [\"leases\"], verbs: [\"create\"]} \
+             and rule {apiGroups: [\"coordination.k8s.io\"], resources: [\"leases\"], resourceNames: [\"lock\"], verbs: [\"get\", \"patch\"]}"
+        );
     }
 }

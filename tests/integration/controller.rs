@@ -35,7 +35,7 @@ pub fn ha_rules() -> serde_json::Value {
     if let Some(list) = rules.as_array_mut() {
         list.push(
             json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-            "verbs": ["get", "create", "update", "patch", "list", "watch"]}),
+            "verbs": ["get", "create", "patch", "list", "watch"]}),
         );
     }
     rules
@@ -142,6 +142,28 @@ impl Controller {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        let controller = Self::spawn_with_env(cluster, identity, label, args, env);
+        eventually(
+            &format!("kube-reloader ({label}) to become ready"),
+            || async {
+                match controller.get("/ready").await? {
+                    (200, _) => Ok(()),
+                    (code, body) => Err(format!("{code} {body}")),
+                }
+            },
+        )
+        .await;
+        controller
+    }
+
+    /// Starts the binary without waiting for readiness (for runs that may fail at startup).
+    pub fn spawn_with_env(
+        cluster: &ClusterInfo,
+        identity: &Identity,
+        label: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port().unwrap();
         let log = cluster
             .dir
@@ -155,21 +177,10 @@ impl Controller {
             .env("RUST_LOG", "warn,kube_reloader=debug")
             .envs(env.iter().copied());
         let process = Process::spawn("kube-reloader", command, &log).unwrap();
-        let controller = Self {
+        Self {
             process,
             base: format!("http://127.0.0.1:{port}"),
-        };
-        eventually(
-            &format!("kube-reloader ({label}) to become ready"),
-            || async {
-                match controller.get("/ready").await? {
-                    (200, _) => Ok(()),
-                    (code, body) => Err(format!("{code} {body}")),
-                }
-            },
-        )
-        .await;
-        controller
+        }
     }
 
     /// GET a path on the controller's HTTP server.

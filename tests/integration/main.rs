@@ -6,6 +6,7 @@
 //! missing the tests fail and say how to build them.
 
 mod binary;
+mod chart;
 mod controller;
 mod crds;
 mod cronjobs;

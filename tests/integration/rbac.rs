@@ -8,7 +8,8 @@ use serde_json::json;
 
 use crate::support::{cluster, eventually};
 
-fn status_code<T>(result: &Result<T, kube::Error>) -> Option<u16> {
+/// The HTTP status of an API call: 200, the API error's code, or None for other errors.
+pub fn status_code<T>(result: &Result<T, kube::Error>) -> Option<u16> {
     match result {
         Ok(_) => Some(200),
         Err(kube::Error::Api(status)) => Some(status.code),

@@ -1,0 +1,169 @@
+{{/*
+Names. Objects are called <release>-reloader (or fullnameOverride), as upstream's chart calls
+them, so switching charts keeps object names and the Deployment's selector.
+*/}}
+{{- define "kube-reloader.name" -}}
+{{- default "reloader" .Values.nameOverride | trunc 63 | trimSuffix "-" | lower -}}
+{{- end -}}
+
+{{- define "kube-reloader.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (default "reloader" .Values.nameOverride) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kube-reloader.serviceAccountName" -}}
+{{- $account := .Values.reloader.serviceAccount -}}
+{{- if $account.create -}}
+{{- default (include "kube-reloader.fullname" .) $account.name -}}
+{{- else -}}
+{{- default "default" $account.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Deployment's selector: upstream's keys (immutable once created) plus matchLabels. */}}
+{{- define "kube-reloader.selectorLabels" -}}
+app: {{ include "kube-reloader.fullname" . }}
+release: {{ .Release.Name | quote }}
+{{- with .Values.reloader.matchLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "kube-reloader.labels" -}}
+{{ include "kube-reloader.selectorLabels" . }}
+chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | quote }}
+heritage: {{ .Release.Service | quote }}
+app.kubernetes.io/name: {{ include "kube-reloader.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name | quote }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
+{{- end -}}
+
+{{/* Labels of RBAC objects. */}}
+{{- define "kube-reloader.rbacLabels" -}}
+{{ include "kube-reloader.labels" . }}
+{{- with .Values.reloader.rbac.labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "kube-reloader.subjects" -}}
+- kind: ServiceAccount
+  name: {{ include "kube-reloader.serviceAccountName" . }}
+  namespace: {{ .Release.Namespace }}
+{{- end -}}
+
+{{- define "kube-reloader.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- $repository := .Values.image.repository -}}
+{{- if .Values.global.imageRegistry -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .Values.global.imageRegistry) .Values.image.name -}}
+{{- end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when leader election is on: enableHA, or more than one replica. */}}
+{{- define "kube-reloader.ha" -}}
+{{- if or .Values.reloader.enableHA (gt (int .Values.reloader.deployment.replicas) 1) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/*
+The namespaces of the namespaced mode as a comma-separated string: the release namespace plus
+`namespaces` (list or CSV), trimmed, without duplicates, sorted. Empty when `namespaces` is.
+*/}}
+{{- define "kube-reloader.namespaces" -}}
+{{- $given := .Values.reloader.namespaces | default list -}}
+{{- if kindIs "string" $given -}}
+{{- $given = splitList "," $given -}}
+{{- end -}}
+{{- $names := list -}}
+{{- range $given -}}
+{{- $name := trim (toString .) -}}
+{{- if $name -}}
+{{- $names = append $names $name -}}
+{{- end -}}
+{{- end -}}
+{{- if $names -}}
+{{- append $names .Release.Namespace | uniq | sortAlpha | join "," -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The rules for watching and reloading, for the ClusterRole (global mode) or each Role
+(namespaced mode). Each rule is exactly what one feature uses; docs/SECURITY.md explains them.
+*/}}
+{{- define "kube-reloader.workloadRules" -}}
+{{- $r := .Values.reloader -}}
+{{- if not $r.ignoreConfigMaps }}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if not $r.ignoreSecrets }}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["list", "watch"]
+{{- end }}
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["list", "watch", "patch"]
+{{- if not $r.ignoreCronJobs }}
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["list", "watch", "patch"]
+{{- end }}
+{{- if not (and $r.ignoreJobs $r.ignoreCronJobs) }}
+{{- /* create: Jobs from CronJobs and re-created Jobs; patch (the ledger) and delete: only
+       when Jobs themselves are reloaded. */}}
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["list", "watch", "create"{{ if not $r.ignoreJobs }}, "patch", "delete"{{ end }}]
+{{- end }}
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- if $r.isArgoRollouts }}
+- apiGroups: ["argoproj.io"]
+  resources: ["rollouts"]
+  verbs: ["list", "watch", "patch"]
+{{- end }}
+{{- if $r.isOpenshift }}
+- apiGroups: ["apps.openshift.io"]
+  resources: ["deploymentconfigs"]
+  verbs: ["list", "watch", "patch"]
+{{- end }}
+{{- if $r.enableCSIIntegration }}
+- apiGroups: ["secrets-store.csi.x-k8s.io"]
+  resources: ["secretproviderclasspodstatuses", "secretproviderclasses"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end -}}
+
+{{/* Probe timings: upstream's defaults, each overridable. */}}
+{{- define "kube-reloader.probeTimings" -}}
+timeoutSeconds: {{ .timeoutSeconds | default 5 }}
+failureThreshold: {{ .failureThreshold | default 5 }}
+periodSeconds: {{ .periodSeconds | default 10 }}
+successThreshold: {{ .successThreshold | default 1 }}
+initialDelaySeconds: {{ .initialDelaySeconds | default 10 }}
+{{- end -}}
+
+{{/* Fails rendering on combinations the controller cannot run with (values.schema.json catches them first when it is used). */}}
+{{- define "kube-reloader.validate" -}}
+{{- $r := .Values.reloader -}}
+{{- if and $r.ignoreSecrets $r.ignoreConfigMaps -}}
+{{- fail "reloader.ignoreSecrets and reloader.ignoreConfigMaps cannot both be true: nothing would be watched" -}}
+{{- end -}}
+{{- if and $r.watchGlobally (include "kube-reloader.namespaces" .) -}}
+{{- fail "reloader.namespaces needs reloader.watchGlobally=false (the namespaced mode)" -}}
+{{- end -}}
+{{- end -}}
