@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube_reloader_testenv::{ClusterInfo, Identity, Tier};
+use kube_reloader_testenv::{ClusterInfo, ControlPlane, Identity, Tier};
 use serde_json::{Value, json};
 
 use crate::controller::{Controller, requests_by};
@@ -922,15 +922,16 @@ async fn namespaced_mode_with_rendered_roles_reloads_in_its_namespaces_only() {
     );
 
     // Outside its namespaces: the same change in c is never acted on, and access is denied.
-    set_configmap(&admin, &c, "app-config", json!({"k": "2"})).await;
-    set_configmap(&admin, &a, "app-config", json!({"k": "3"})).await;
     let sha_of = |d: &Deployment| {
         env_of(d, "app")
             .into_iter()
             .find(|(n, _)| n == "STAKATER_APP_CONFIG_CONFIGMAP")
             .map(|(_, v)| v)
     };
+    // Read before the change: the reload may land before a read after it.
     let before = sha_of(&apps[0].get("web").await.unwrap());
+    set_configmap(&admin, &c, "app-config", json!({"k": "2"})).await;
+    set_configmap(&admin, &a, "app-config", json!({"k": "3"})).await;
     wait_deployment(
         &apps[0],
         "web",
@@ -986,18 +987,31 @@ async fn namespaced_mode_with_rendered_roles_reloads_in_its_namespaces_only() {
     run(helm(&cluster).args(["uninstall", &release, "--namespace", &release]));
 }
 
-/// Every rule the chart renders (global mode with a namespace selector and HA, so every rule the
-/// binary uses today is present) is needed: with it removed, the controller says which feature
-/// breaks and which rule to add (the startup self-check), or, for the Lease, leader election
-/// fails at startup naming the denied request.
+/// Every rule the chart renders (global mode with a namespace selector, HA, Argo Rollouts, CSI
+/// and OpenShift, so every rule the binary can use is present) is needed: with it removed, the
+/// controller says which feature breaks and which rule to add (the startup self-check), or, for
+/// the Lease, leader election fails at startup naming the denied request. On a private control
+/// plane, because the optional kinds' CRDs must exist there.
 #[tokio::test]
 async fn removing_any_rendered_rule_breaks_a_named_feature() {
-    let cluster = cluster(Tier::A).await;
+    let plane = ControlPlane::start(Tier::A).await.unwrap();
+    let cluster = plane.info().clone();
     let release = cluster.create_namespace("chart-rules").await.unwrap();
     let admin = cluster.client().await.unwrap();
+    for kind in [
+        crate::crds::ROLLOUT,
+        crate::crds::DEPLOYMENT_CONFIG,
+        crate::crds::SPC,
+        crate::crds::SPC_POD_STATUS,
+    ] {
+        crate::crds::install(&admin, &kind).await;
+    }
     let sets = [
         format!("reloader.namespaceSelector={release}=yes"),
         "reloader.enableHA=true".to_owned(),
+        "reloader.isArgoRollouts=true".to_owned(),
+        "reloader.isOpenshift=true".to_owned(),
+        "reloader.enableCSIIntegration=true".to_owned(),
     ];
     let (_, docs) = install(&cluster, &release, &release, &[], &sets);
     let identity = chart_identity(&cluster, &release, &docs).await;
@@ -1065,10 +1079,11 @@ async fn removing_any_rendered_rule_breaks_a_named_feature() {
         wait_rule(&restricted, &rule, ns.as_deref(), true).await;
         checked.push(described);
     }
-    // 7 ClusterRole rules (configmaps, secrets, apps, cronjobs, jobs, events, namespaces), the
-    // 2 meta-info ConfigMap rules and the 2 Lease rules.
-    assert_eq!(checked.len(), 11, "{checked:?}");
+    // 10 ClusterRole rules (configmaps, secrets, apps, cronjobs, jobs, events, namespaces,
+    // rollouts, deploymentconfigs, CSI), the 2 meta-info ConfigMap rules and the 2 Lease rules.
+    assert_eq!(checked.len(), 14, "{checked:?}");
     run(helm(&cluster).args(["uninstall", &release, "--namespace", &release]));
+    drop(plane);
 }
 
 /// Checks the self-check lines for `rule`: each names the rule's group, resource and scope and
