@@ -56,6 +56,15 @@ pub struct WorkloadView {
 }
 
 impl WorkloadView {
+    /// The pod template's container names, in order (what `Change::container` indexes).
+    pub fn container_names(&self) -> Vec<&str> {
+        self.pod_spec
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
     /// The pod template as we hold it (spec and annotations; labels are not kept).
     pub fn template(&self) -> PodTemplateSpec {
         PodTemplateSpec {

@@ -13,12 +13,7 @@ impl Engine {
         now: i64,
     ) -> Result<Written, kube::Error> {
         let key = &view.key;
-        let containers: Vec<&str> = view
-            .pod_spec
-            .containers
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect();
+        let containers = view.container_names();
         match key.kind {
             WorkloadKind::CronJob => self
                 .instantiate_cronjob(view, changes, ledger, now)
@@ -138,12 +133,7 @@ impl Engine {
                 namespace: key.namespace.clone(),
                 name: deployment.clone(),
             };
-            let containers: Vec<&str> = view
-                .pod_spec
-                .containers
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect();
+            let containers = view.container_names();
             let markers = patch::template_markers(
                 self.options.strategy,
                 patch::POD_TEMPLATE,
