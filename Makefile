@@ -7,7 +7,7 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test demo prerequisites check unit testbins integration no-leftovers cluster build chart-test manifests image
+.PHONY: bench test demo prerequisites check unit testbins integration no-leftovers cluster build chart-test manifests image
 
 ## test: every check and test: fmt, clippy, unit tests, control-plane binaries, chart checks,
 ## integration tests, the container image and its test.
@@ -46,6 +46,10 @@ no-leftovers:
 cluster: testbins
 	$(CARGO) build --locked -p kube-reloader-testenv --bin kube-reloader-cluster
 	KUBE_RELOADER_TESTBINS="$$(testbins/build.sh --print-dir)" target/debug/kube-reloader-cluster $(if $(KUBECONFIG_OUT),--kubeconfig-out $(KUBECONFIG_OUT))
+
+## bench: memory and API load on a real control plane, written to docs/BENCHMARKS.md.
+bench: prerequisites testbins
+	scripts/bench.sh
 
 ## build: the release binary at target/release/kube-reloader.
 build:
