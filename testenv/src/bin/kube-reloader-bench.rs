@@ -119,6 +119,14 @@ fn count_requests(
     (lines.len(), verbs)
 }
 
+/// How many Deployments satisfy `check` (0 when the list fails; the caller polls).
+async fn count(api: &Api<Deployment>, check: impl Fn(&Deployment) -> bool) -> usize {
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items.iter().filter(|d| check(d)).count())
+        .unwrap_or(0)
+}
+
 struct Controller {
     process: Process,
     base: String,
@@ -224,25 +232,15 @@ async fn run(options: Options) -> Result<String, String> {
     let first = start(&cluster, &options, &identity.kubeconfig, &ns, "first").await?;
     let pid = first.process.pid();
     let (rss_synced, _) = memory(pid);
-    let with_ledger = || async {
-        deployments
-            .list(&ListParams::default())
-            .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .filter(|d| {
-                        d.metadata
-                            .annotations
-                            .as_ref()
-                            .is_some_and(|a| a.contains_key(LEDGER))
-                    })
-                    .count()
-            })
-            .unwrap_or(0)
-    };
     let baseline = wait_until("every Deployment's baseline", || async {
-        with_ledger().await == options.deployments
+        count(&deployments, |d| {
+            d.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(LEDGER))
+        })
+        .await
+            == options.deployments
     })
     .await?;
     let (rss_baselined, _) = memory(pid);
@@ -259,31 +257,21 @@ async fn run(options: Options) -> Result<String, String> {
             .await
             .map_err(|e| e.to_string())?;
     }
-    let reloaded = || async {
-        deployments
-            .list(&ListParams::default())
-            .await
-            .map(|l| {
-                l.items
-                    .iter()
-                    .filter(|d| {
-                        d.spec
-                            .as_ref()
-                            .and_then(|s| s.template.spec.as_ref())
-                            .is_some_and(|p| {
-                                p.containers[0]
-                                    .env
-                                    .iter()
-                                    .flatten()
-                                    .any(|e| e.name.ends_with("_CONFIGMAP"))
-                            })
-                    })
-                    .count()
-            })
-            .unwrap_or(0)
-    };
     wait_until("every reload", || async {
-        reloaded().await == options.reloads
+        count(&deployments, |d| {
+            d.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .is_some_and(|p| {
+                    p.containers[0]
+                        .env
+                        .iter()
+                        .flatten()
+                        .any(|e| e.name.ends_with("_CONFIGMAP"))
+                })
+        })
+        .await
+            == options.reloads
     })
     .await?;
     let reload_time = reload_started.elapsed();
