@@ -24,10 +24,31 @@ type NamespaceSources = BTreeMap<(SourceKind, String), SourceEntry>;
 /// What a change to the cache means for workloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// New, deleted, or data (or a read annotation) changed: workloads must be re-planned.
-    Relevant,
+    /// New (or back after a deletion): workloads must be re-planned.
+    Created,
+    /// Its data changed: workloads must be re-planned.
+    DataChanged,
+    /// Only an annotation the decision reads (ignore, match) changed: workloads must be
+    /// re-planned, but it is no data change (no webhook).
+    AnnotationsChanged,
     /// Only metadata the decision does not read changed (upstream's `no_data_change`).
     NoDataChange,
+}
+
+impl Change {
+    /// Whether workloads must be re-planned.
+    pub fn is_relevant(self) -> bool {
+        self != Change::NoDataChange
+    }
+
+    /// Upstream's event type of a relevant change with new data: "add" or "update".
+    pub fn data_event(self) -> Option<&'static str> {
+        match self {
+            Change::Created => Some("add"),
+            Change::DataChanged => Some("update"),
+            Change::AnnotationsChanged | Change::NoDataChange => None,
+        }
+    }
 }
 
 /// All sources in scope, by namespace.
@@ -49,22 +70,23 @@ impl SourceCache {
         let slot = map.entry(namespace.to_owned()).or_default();
         match slot.get_mut(&(kind, name.to_owned())) {
             Some(existing) if existing.digest.is_some() => {
-                let relevant =
-                    existing.digest != entry.digest || existing.annotations != entry.annotations;
+                let change = if existing.digest != entry.digest {
+                    Change::DataChanged
+                } else if existing.annotations != entry.annotations {
+                    Change::AnnotationsChanged
+                } else {
+                    Change::NoDataChange
+                };
                 let created = existing.created_while_running;
                 *existing = SourceEntry {
                     created_while_running: created,
                     ..entry
                 };
-                if relevant {
-                    Change::Relevant
-                } else {
-                    Change::NoDataChange
-                }
+                change
             }
             _ => {
                 slot.insert((kind, name.to_owned()), entry);
-                Change::Relevant
+                Change::Created
             }
         }
     }
@@ -198,7 +220,7 @@ mod tests {
         let cache = SourceCache::default();
         assert_eq!(
             cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("1")),
-            Change::Relevant
+            Change::Created
         );
         assert_eq!(
             cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("1")),
@@ -206,7 +228,15 @@ mod tests {
         );
         assert_eq!(
             cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("2")),
-            Change::Relevant
+            Change::DataChanged
+        );
+        let mut annotated = entry("2");
+        annotated
+            .annotations
+            .insert("reloader.stakater.com/match".into(), "true".into());
+        assert_eq!(
+            cache.upsert(SourceKind::ConfigMap, "ns", "a", annotated),
+            Change::AnnotationsChanged
         );
         assert_eq!(cache.len(), 1);
     }
@@ -236,7 +266,8 @@ mod tests {
         assert_eq!(cache.len(), 0);
         assert_eq!(
             cache.upsert(SourceKind::Secret, "ns", "s", entry("2")),
-            Change::Relevant
+            Change::Created,
+            "a tombstone coming back is a creation"
         );
     }
 }

@@ -72,33 +72,23 @@ impl Engine {
                         continue;
                     };
                     let name = object.name_any();
-                    let new = entry(&object, true);
-                    let event_type = match self.sources.get(kind, &ns, &name) {
-                        Some(old) if old.digest.is_some() => {
-                            if old.digest == new.digest {
-                                None
-                            } else {
-                                Some("update")
-                            }
-                        }
-                        _ => Some("add"),
+                    let change = self.sources.upsert(kind, &ns, &name, entry(&object, true));
+                    let event_type = if change == sources::Change::Created {
+                        "add"
+                    } else {
+                        "update"
                     };
-                    self.metrics
-                        .event_received(event_type.unwrap_or("update"), resource_type);
-                    match self.sources.upsert(kind, &ns, &name, new) {
-                        sources::Change::Relevant => {
-                            if let Some(event_type) = event_type {
-                                self.notify_webhook(event_type, &ns);
-                            }
-                            self.enqueue_affected(kind, &ns, &name)
-                        }
-                        sources::Change::NoDataChange => self.metrics.skipped("no_data_change"),
+                    self.metrics.event_received(event_type, resource_type);
+                    if let Some(event_type) = change.data_event() {
+                        self.notify_webhook(event_type, &ns);
                     }
-                    self.metrics.event_processed(
-                        event_type.unwrap_or("update"),
-                        resource_type,
-                        "success",
-                    );
+                    if change.is_relevant() {
+                        self.enqueue_affected(kind, &ns, &name);
+                    } else {
+                        self.metrics.skipped("no_data_change");
+                    }
+                    self.metrics
+                        .event_processed(event_type, resource_type, "success");
                 }
                 Ok(watcher::Event::Delete(object)) => {
                     self.metrics.event_received("delete", resource_type);
@@ -261,7 +251,7 @@ impl Engine {
                         && entry.annotations != annotations
                     {
                         entry.annotations = annotations;
-                        if self.sources.upsert(kind, &ns, &name, entry) == sources::Change::Relevant
+                        if self.sources.upsert(kind, &ns, &name, entry).is_relevant()
                             && self.is_synced()
                         {
                             self.enqueue_affected(kind, &ns, &name);
@@ -378,13 +368,10 @@ impl Engine {
             annotations,
             created_while_running: false,
         };
-        match self
-            .sources
+        self.sources
             .upsert(SourceKind::SecretProviderClass, &ns, &class, entry)
-        {
-            sources::Change::Relevant => Some((ns, class)),
-            sources::Change::NoDataChange => None,
-        }
+            .is_relevant()
+            .then_some((ns, class))
     }
 
     pub(super) async fn watch_namespaces(self: Arc<Self>, selector: String) {
