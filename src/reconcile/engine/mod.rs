@@ -737,7 +737,7 @@ impl Engine {
         if key.kind == WorkloadKind::Job
             && let Some(pending) = self.pending_job(key)
         {
-            let result = self.create_pending_job(key).await;
+            let result = self.create_pending_job(key, &pending.job).await;
             if result.is_ok() {
                 self.metrics.reload_executed(true, &key.namespace);
                 for change in &pending.changes {

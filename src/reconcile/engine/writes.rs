@@ -210,14 +210,13 @@ impl Engine {
             .insert(
                 key.clone(),
                 PendingJob {
-                    job: fresh,
+                    job: fresh.clone(),
                     old: view.clone(),
                     changes: changes.to_vec(),
                 },
             );
         match api.delete(&key.name, &params).await {
             Ok(_) => {}
-            // Gone already, or replaced by a newer Job: nothing of the planned one to delete.
             // Gone already (e.g. its TTL ran out), or replaced by a newer Job: there is
             // nothing of the planned one left to re-run.
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
@@ -230,7 +229,7 @@ impl Engine {
                 return Err(e);
             }
         }
-        self.create_pending_job(key)
+        self.create_pending_job(key, &fresh)
             .await
             .map(|_| Written::Yes)
             .map_err(|message| kube::Error::Service(message.into()))
@@ -253,17 +252,18 @@ impl Engine {
 
     /// Creates the Job a reload deleted; while the old one is still being removed the create
     /// is retried, and on any other failure the work queue retries it.
-    pub(super) async fn create_pending_job(&self, key: &WorkloadKey) -> Result<bool, String> {
-        let Some(PendingJob { job, .. }) = self.pending_job(key) else {
-            return Ok(false);
-        };
+    pub(super) async fn create_pending_job(
+        &self,
+        key: &WorkloadKey,
+        job: &Job,
+    ) -> Result<bool, String> {
         let api = Api::<Job>::namespaced(self.client.clone(), &key.namespace);
         let params = PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..PostParams::default()
         };
         for _ in 0..20 {
-            match api.create(&params, &job).await {
+            match api.create(&params, job).await {
                 Ok(created) => {
                     self.take_pending_job(key);
                     if let Some(view) = workloads::project(&created) {
