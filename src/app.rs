@@ -77,11 +77,8 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
                     }
                 },
             };
-            if let Ok(namespace) = std::env::var("RELOADER_NAMESPACE")
-                && !namespace.is_empty()
-            {
-                let deployment = std::env::var("RELOADER_DEPLOYMENT_NAME").unwrap_or_default();
-                meta_info::publish(&client, &settings, &namespace, &deployment).await;
+            if let Some(target) = &settings.meta_info {
+                meta_info::publish(&client, &settings, &target.namespace, &target.deployment).await;
             }
             let engine = Engine::new(
                 client,

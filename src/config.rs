@@ -144,6 +144,19 @@ pub struct Cli {
     #[arg(long, env = "POD_NAMESPACE", hide = true)]
     pub pod_namespace: Option<String>,
 
+    /// Where to publish the `reloader-meta-info` ConfigMap (upstream's `RELOADER_NAMESPACE`).
+    #[arg(long, env = "RELOADER_NAMESPACE", hide = true)]
+    pub reloader_namespace: Option<String>,
+
+    /// The Deployment running us, for the meta-info ConfigMap (`RELOADER_DEPLOYMENT_NAME`).
+    #[arg(
+        long,
+        env = "RELOADER_DEPLOYMENT_NAME",
+        hide = true,
+        default_value = ""
+    )]
+    pub reloader_deployment_name: String,
+
     /// Annotation key of the named ConfigMap list.
     #[arg(long, default_value = "configmap.reloader.stakater.com/reload")]
     pub configmap_annotation: String,
@@ -273,6 +286,18 @@ pub struct Settings {
     pub diagnostics_addr: Option<SocketAddr>,
     /// `--enable-csi-integration`.
     pub csi: bool,
+    /// `RELOADER_NAMESPACE` and `RELOADER_DEPLOYMENT_NAME`: where the meta-info ConfigMap goes
+    /// and which Deployment it names.
+    pub meta_info: Option<MetaInfoTarget>,
+}
+
+/// Where the meta-info ConfigMap is published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaInfoTarget {
+    /// Its namespace.
+    pub namespace: String,
+    /// The Deployment running kube-reloader (may be empty).
+    pub deployment: String,
 }
 
 impl Cli {
@@ -483,6 +508,13 @@ impl Cli {
             webhook_url: Some(self.webhook_url).filter(|u| !u.is_empty()),
             diagnostics_addr,
             csi: self.enable_csi_integration,
+            meta_info: self
+                .reloader_namespace
+                .filter(|n| !n.is_empty())
+                .map(|namespace| MetaInfoTarget {
+                    namespace,
+                    deployment: self.reloader_deployment_name,
+                }),
         })
     }
 }

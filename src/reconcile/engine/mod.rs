@@ -189,9 +189,7 @@ impl Engine {
             spc_status: Mutex::new(HashMap::new()),
             spc_annotations: Mutex::new(HashMap::new()),
             watched: Mutex::new(Vec::new()),
-            meta_info_namespace: std::env::var("RELOADER_NAMESPACE")
-                .ok()
-                .filter(|n| !n.is_empty()),
+            meta_info_namespace: settings.meta_info.as_ref().map(|t| t.namespace.clone()),
         })
     }
 
