@@ -26,20 +26,10 @@ async fn jobs_of(api: &Api<Job>, cronjob: &str) -> Vec<(Job, String)> {
                 .any(|o| o.kind == "CronJob" && o.name == cronjob)
         })
         .map(|j| {
-            let env = j
-                .spec
-                .as_ref()
-                .unwrap()
-                .template
-                .spec
-                .as_ref()
-                .unwrap()
-                .containers[0]
-                .env
-                .iter()
-                .flatten()
-                .find(|e| e.name == "STAKATER_CFG_CONFIGMAP")
-                .and_then(|e| e.value.clone())
+            let env = template_env(&j.spec.as_ref().unwrap().template, "task")
+                .into_iter()
+                .find(|(name, _)| name == "STAKATER_CFG_CONFIGMAP")
+                .map(|(_, value)| value)
                 .unwrap_or_default();
             (j, env)
         })

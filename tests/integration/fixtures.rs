@@ -1,7 +1,7 @@
 //! Builders and readers shared by the reload tests.
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, PodTemplateSpec};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use kube_reloader::model::digest;
@@ -84,11 +84,12 @@ pub async fn set_configmap(client: &Client, ns: &str, name: &str, data: Value) {
 }
 
 pub fn env_of(deployment: &Deployment, container: &str) -> Vec<(String, String)> {
-    deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
+    template_env(&deployment.spec.as_ref().unwrap().template, container)
+}
+
+/// The `STAKATER_*` env vars of `container` in a pod template (Deployments, Jobs, ...).
+pub fn template_env(template: &PodTemplateSpec, container: &str) -> Vec<(String, String)> {
+    template
         .spec
         .as_ref()
         .unwrap()

@@ -12,6 +12,61 @@ use crate::controller::{requests_by, start_replicas};
 use crate::fixtures::*;
 use crate::support::eventually;
 
+/// Two `--enable-ha` replicas in a fresh namespace with ConfigMap `cfg` (v=1) and Deployment
+/// `web` naming it, once the leader has recorded the baseline.
+struct Pair {
+    cluster: kube_reloader_testenv::ClusterInfo,
+    ns: String,
+    client: kube::Client,
+    replicas: std::collections::BTreeMap<String, crate::controller::Controller>,
+    users: std::collections::BTreeMap<String, String>,
+    leader: String,
+    follower: String,
+    leases: Api<Lease>,
+    deployments: Api<Deployment>,
+}
+
+async fn two_replicas_with_a_baseline(prefix: &str) -> Pair {
+    let (cluster, ns, client) = setup(prefix).await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
+    named_deployment(&client, &ns, "web", "cfg").await;
+    let (replicas, users) = start_replicas(&cluster, &ns, &["replica-a", "replica-b"]).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let leader = eventually("a leader", || holder(&leases)).await;
+    let follower = if leader == "replica-a" {
+        "replica-b"
+    } else {
+        "replica-a"
+    }
+    .to_owned();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_deployment(&deployments, "web", "the leader's baseline", |d| {
+        ledger_of(d).is_some()
+    })
+    .await;
+    Pair {
+        cluster,
+        ns,
+        client,
+        replicas,
+        users,
+        leader,
+        follower,
+        leases,
+        deployments,
+    }
+}
+
+/// Waits until `web` carries the digest of ConfigMap data `data` (e.g. "v=2").
+async fn wait_digest(deployments: &Api<Deployment>, what: &str, data: &str) {
+    wait_deployment(deployments, "web", what, |d| {
+        env_of(d, "app")
+            .first()
+            .is_some_and(|(_, v)| *v == sha1(data))
+    })
+    .await;
+}
+
 async fn holder(leases: &Api<Lease>) -> Result<String, String> {
     let lease = leases
         .get("stakater-reloader-lock")
@@ -29,30 +84,21 @@ async fn holder(leases: &Api<Lease>) -> Result<String, String> {
 /// carries writes from both identities (the API server's audit log).
 #[tokio::test]
 async fn only_the_leader_writes_and_a_follower_takes_over() {
-    let (cluster, ns, client) = setup("ha").await;
-    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
-    named_deployment(&client, &ns, "web", "cfg").await;
-    let (mut replicas, users) = start_replicas(&cluster, &ns, &["replica-a", "replica-b"]).await;
     // Both are Ready (followers keep warm caches); one holds the Lease.
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let leader = eventually("a leader", || holder(&leases)).await;
-    let follower = if leader == "replica-a" {
-        "replica-b"
-    } else {
-        "replica-a"
-    };
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    wait_deployment(&deployments, "web", "the leader's baseline", |d| {
-        ledger_of(d).is_some()
-    })
-    .await;
+    let Pair {
+        cluster,
+        ns,
+        client,
+        mut replicas,
+        users,
+        leader,
+        follower,
+        leases,
+        deployments,
+    } = two_replicas_with_a_baseline("ha").await;
+    let follower = follower.as_str();
     set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
-    wait_deployment(&deployments, "web", "the leader's reload", |d| {
-        env_of(d, "app")
-            .first()
-            .is_some_and(|(_, v)| *v == sha1("v=2"))
-    })
-    .await;
+    wait_digest(&deployments, "the leader's reload", "v=2").await;
     let writes = |user: &str| {
         requests_by(&cluster, user)
             .into_iter()
@@ -68,12 +114,7 @@ async fn only_the_leader_writes_and_a_follower_takes_over() {
     replicas.remove(leader.as_str()).unwrap().kill();
     let killed = Instant::now();
     set_configmap(&client, &ns, "cfg", json!({"v": "3"})).await;
-    wait_deployment(&deployments, "web", "the new leader's reload", |d| {
-        env_of(d, "app")
-            .first()
-            .is_some_and(|(_, v)| *v == sha1("v=3"))
-    })
-    .await;
+    wait_digest(&deployments, "the new leader's reload", "v=3").await;
     let failover = killed.elapsed();
     assert_eq!(holder(&leases).await.unwrap(), follower);
     let survivor = replicas.remove(follower).unwrap();
@@ -106,22 +147,18 @@ async fn only_the_leader_writes_and_a_follower_takes_over() {
 /// not write on a stale belief that it still leads: only the new leader writes.
 #[tokio::test]
 async fn a_stalled_leader_does_not_write_after_waking_up() {
-    let (cluster, ns, client) = setup("ha-stall").await;
-    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
-    named_deployment(&client, &ns, "web", "cfg").await;
-    let (mut replicas, users) = start_replicas(&cluster, &ns, &["replica-a", "replica-b"]).await;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let leader = eventually("a leader", || holder(&leases)).await;
-    let follower = if leader == "replica-a" {
-        "replica-b"
-    } else {
-        "replica-a"
-    };
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    wait_deployment(&deployments, "web", "the leader's baseline", |d| {
-        ledger_of(d).is_some()
-    })
-    .await;
+    let Pair {
+        cluster,
+        ns,
+        client,
+        mut replicas,
+        users,
+        leader,
+        follower,
+        leases,
+        deployments,
+    } = two_replicas_with_a_baseline("ha-stall").await;
+    let follower = follower.as_str();
 
     replicas[leader.as_str()].pause();
     eventually("the follower to take the Lease", || async {
@@ -134,19 +171,9 @@ async fn a_stalled_leader_does_not_write_after_waking_up() {
     // The stalled leader wakes up while a change is pending for both replicas.
     set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
     replicas[leader.as_str()].resume();
-    wait_deployment(&deployments, "web", "the reload", |d| {
-        env_of(d, "app")
-            .first()
-            .is_some_and(|(_, v)| *v == sha1("v=2"))
-    })
-    .await;
+    wait_digest(&deployments, "the reload", "v=2").await;
     set_configmap(&client, &ns, "cfg", json!({"v": "3"})).await;
-    wait_deployment(&deployments, "web", "the second reload", |d| {
-        env_of(d, "app")
-            .first()
-            .is_some_and(|(_, v)| *v == sha1("v=3"))
-    })
-    .await;
+    wait_digest(&deployments, "the second reload", "v=3").await;
     for (_, controller) in std::mem::take(&mut replicas) {
         controller.stop();
     }

@@ -324,15 +324,9 @@ async fn job_is_recreated_once_per_change_even_when_the_old_one_lingers() {
     })
     .await;
     let template = recreated.spec.as_ref().unwrap().template.clone();
-    let env = template.spec.as_ref().unwrap().containers[0]
-        .env
-        .clone()
-        .unwrap_or_default();
     assert_eq!(
-        env.iter()
-            .find(|e| e.name == "STAKATER_CFG_CONFIGMAP")
-            .and_then(|e| e.value.clone()),
-        Some(digest)
+        template_env(&template, "task"),
+        [("STAKATER_CFG_CONFIGMAP".to_owned(), digest)]
     );
     let labels = template.metadata.unwrap().labels.unwrap();
     assert_eq!(labels["role"], "migration");
