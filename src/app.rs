@@ -14,8 +14,9 @@ use crate::ops::leader::Leadership;
 use crate::ops::metrics::Metrics;
 use crate::ops::rest_metrics::RestMetricsLayer;
 use crate::ops::signals::ShutdownSignals;
+use crate::ops::supervisor::Supervisor;
 use crate::ops::{diagnostics, meta_info};
-use crate::reconcile::engine::{Engine, Outbound};
+use crate::reconcile::{Context, Engine, Outbound};
 
 /// Runs kube-reloader until SIGTERM or SIGINT.
 ///
@@ -27,8 +28,9 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         tracing::warn!("{warning}");
     }
     let health = Arc::new(Health::default());
+    let supervisor = Supervisor::new(health.clone());
     let metrics = Arc::new(Metrics::new(settings.metrics_by_namespace));
-    let outbound = outbound(&settings, &metrics)?;
+    let outbound = outbound(&settings, &metrics, &supervisor)?;
     let engine_slot: diagnostics::EngineSlot = Arc::default();
     if let Some(addr) = settings.diagnostics_addr {
         diagnostics::serve(addr, engine_slot.clone()).await?;
@@ -64,7 +66,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
             health.set_not_ready("syncing caches");
             let leadership = match &settings.lease {
                 None => Leadership::single(),
-                Some(lease) => match Leadership::elect(client.clone(), lease).await {
+                Some(lease) => match Leadership::elect(client.clone(), lease, &supervisor).await {
                     Ok(leadership) => {
                         tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity,
                             "leader election on; caches stay warm on every replica, only the leader writes");
@@ -80,18 +82,25 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
             if let Some(target) = &settings.meta_info {
                 meta_info::publish(&client, &settings, &target.namespace, &target.deployment).await;
             }
-            let engine = Engine::new(
+            let grace = settings.shutdown_grace;
+            let ctx = Context::new(
                 client,
-                &settings,
+                settings.clone(),
                 metrics.clone(),
                 health.clone(),
                 leadership,
                 outbound,
+                supervisor.clone(),
             );
-            let _ = engine_slot.set(engine.clone());
-            let engine_task = tokio::spawn(engine.run());
+            let _ = engine_slot.set(ctx.clone());
+            let engine = Engine::start(ctx);
             let signal = signals.recv().await;
-            engine_task.abort();
+            tracing::info!(
+                signal,
+                "shutting down: no new work; in-flight writes may finish"
+            );
+            health.set_not_ready("shutting down");
+            engine.shutdown(grace).await;
             signal
         }
     };
@@ -149,8 +158,12 @@ pub async fn connect(timeout: Duration, metrics: &Metrics) -> Result<kube::Clien
 }
 
 /// Sets up webhook mode and alerts from the flags and upstream's ALERT_* variables.
-fn outbound(settings: &Settings, metrics: &Metrics) -> Result<Outbound, Error> {
-    let alerts = match AlertSettings::from_env(|name| std::env::var(name).ok()) {
+fn outbound(
+    settings: &Settings,
+    metrics: &Metrics,
+    supervisor: &Supervisor,
+) -> Result<Outbound, Error> {
+    let alerts = match AlertSettings::from_env(|name| settings.alert_vars.get(name).cloned()) {
         Ok(alerts) => alerts,
         Err(problem) => {
             tracing::error!("{problem}");
@@ -166,6 +179,7 @@ fn outbound(settings: &Settings, metrics: &Metrics) -> Result<Outbound, Error> {
         Some(Notifier::start(
             alerts.as_ref().and_then(|a| a.proxy.as_deref()),
             metrics.notifications.clone(),
+            supervisor,
         )?)
     } else {
         None

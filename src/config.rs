@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 
+use crate::model::Strategy;
+use crate::model::pause::parse_go_duration;
 use crate::model::policy::{AnnotationKeys, Policy};
 
 use crate::error::Error;
@@ -140,6 +142,44 @@ pub struct Cli {
     #[arg(long, env = "POD_NAME", hide = true)]
     pub pod_name: Option<String>,
 
+    /// The host name, naming this instance in Events when POD_NAME is not set.
+    #[arg(long, env = "HOSTNAME", hide = true)]
+    pub hostname: Option<String>,
+
+    /// Watch only this namespace when --namespaces is not given (upstream's KUBERNETES_NAMESPACE).
+    #[arg(long, env = "KUBERNETES_NAMESPACE", hide = true)]
+    pub kubernetes_namespace: Option<String>,
+
+    /// `RUST_LOG`: a tracing filter that overrides --log-level (e.g. "warn,kube_reloader=debug").
+    #[arg(long, env = "RUST_LOG", hide = true)]
+    pub log_filter: Option<String>,
+
+    /// How long in-flight write sequences may run after SIGTERM before the process exits
+    /// (a Go duration such as "10s"); new work stops at once.
+    #[arg(long, default_value = "10s")]
+    pub shutdown_grace_period: String,
+
+    /// For tests only: wait this long before every API write (a Go duration), to widen the
+    /// window between a plan and its write.
+    #[arg(long, default_value = "0s", hide = true)]
+    pub test_write_delay: String,
+
+    /// `ALERT_ON_RELOAD=true`: announce each reload to ALERT_WEBHOOK_URL (upstream's switch).
+    #[arg(long, env = "ALERT_ON_RELOAD", hide = true)]
+    pub alert_on_reload: Option<String>,
+    /// `ALERT_WEBHOOK_URL`: where alerts go.
+    #[arg(long, env = "ALERT_WEBHOOK_URL", hide = true)]
+    pub alert_webhook_url: Option<String>,
+    /// `ALERT_SINK`: slack, teams, gchat or raw.
+    #[arg(long, env = "ALERT_SINK", hide = true)]
+    pub alert_sink: Option<String>,
+    /// `ALERT_ADDITIONAL_INFO`: a prefix for every alert text.
+    #[arg(long, env = "ALERT_ADDITIONAL_INFO", hide = true)]
+    pub alert_additional_info: Option<String>,
+    /// `ALERT_WEBHOOK_PROXY`: an HTTP proxy for alerts.
+    #[arg(long, env = "ALERT_WEBHOOK_PROXY", hide = true)]
+    pub alert_webhook_proxy: Option<String>,
+
     /// Namespace of the leader-election Lease (the pod's namespace, from the downward API).
     #[arg(long, env = "POD_NAMESPACE", hide = true)]
     pub pod_namespace: Option<String>,
@@ -208,15 +248,6 @@ fn go_bool(value: &str) -> Result<bool, String> {
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
         other => Err(format!("{other:?} is not a boolean (use true or false)")),
     }
-}
-
-/// How a reload is written into the workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
-    /// `STAKATER_<NAME>_<TYPE>=<digest>` on one container (upstream default).
-    EnvVars,
-    /// `reloader.stakater.com/last-reloaded-from` JSON on the pod template.
-    Annotations,
 }
 
 /// Which namespaces are watched.
@@ -289,6 +320,17 @@ pub struct Settings {
     /// `RELOADER_NAMESPACE` and `RELOADER_DEPLOYMENT_NAME`: where the meta-info ConfigMap goes
     /// and which Deployment it names.
     pub meta_info: Option<MetaInfoTarget>,
+    /// This instance's name in Events (`POD_NAME`, else `HOSTNAME`).
+    pub instance: Option<String>,
+    /// `RUST_LOG`, when set: overrides the log level.
+    pub log_filter: Option<String>,
+    /// `--shutdown-grace-period`.
+    pub shutdown_grace: Duration,
+    /// `--test-write-delay` (tests only).
+    pub test_write_delay: Option<Duration>,
+    /// Upstream's `ALERT_*` variables as set (names to values; the URL carries a token and is
+    /// never logged).
+    pub alert_vars: std::collections::BTreeMap<&'static str, String>,
 }
 
 /// Where the meta-info ConfigMap is published.
@@ -301,16 +343,21 @@ pub struct MetaInfoTarget {
 }
 
 impl Cli {
-    /// Checks every value and turns the command line into [`Settings`], reading
-    /// `KUBERNETES_NAMESPACE` from the environment as upstream does.
-    pub fn into_settings(self) -> Result<Settings, Error> {
-        let env_namespace = std::env::var("KUBERNETES_NAMESPACE").ok();
+    /// Checks every value and turns the command line into [`Settings`], with
+    /// `KUBERNETES_NAMESPACE` as upstream reads it.
+    pub fn into_settings(mut self) -> Result<Settings, Error> {
+        let env_namespace = self.kubernetes_namespace.take();
         self.into_settings_with(env_namespace.as_deref())
     }
 
-    /// [`Cli::into_settings`] with the environment passed in (for tests).
+    /// [`Cli::into_settings`] with `KUBERNETES_NAMESPACE` passed in (for tests).
     pub fn into_settings_with(self, env_namespace: Option<&str>) -> Result<Settings, Error> {
         let mut warnings = Vec::new();
+        let instance = self
+            .pod_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or(self.hostname.clone());
         let log_format = match self.log_format.as_str() {
             "" | "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -466,6 +513,26 @@ impl Cli {
                 reason: "expected an http:// or https:// URL".into(),
             });
         }
+        let duration = |flag: &'static str, value: &str| {
+            parse_go_duration(value).map_err(|e| Error::InvalidFlag {
+                flag,
+                value: value.to_owned(),
+                reason: e.to_string(),
+            })
+        };
+        let shutdown_grace = duration("--shutdown-grace-period", &self.shutdown_grace_period)?;
+        let test_write_delay =
+            Some(duration("--test-write-delay", &self.test_write_delay)?).filter(|d| !d.is_zero());
+        let alert_vars = [
+            ("ALERT_ON_RELOAD", self.alert_on_reload),
+            ("ALERT_WEBHOOK_URL", self.alert_webhook_url),
+            ("ALERT_SINK", self.alert_sink),
+            ("ALERT_ADDITIONAL_INFO", self.alert_additional_info),
+            ("ALERT_WEBHOOK_PROXY", self.alert_webhook_proxy),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect();
         let policy = Policy {
             keys: AnnotationKeys {
                 configmap_reload: self.configmap_annotation,
@@ -482,7 +549,6 @@ impl Cli {
             auto_reload_all: self.auto_reload_all,
             ignore_jobs,
             ignore_cronjobs,
-            patterns: Default::default(),
         };
         Ok(Settings {
             log_format,
@@ -515,6 +581,11 @@ impl Cli {
                     namespace,
                     deployment: self.reloader_deployment_name,
                 }),
+            instance,
+            log_filter: self.log_filter.filter(|f| !f.is_empty()),
+            shutdown_grace,
+            test_write_delay,
+            alert_vars,
         })
     }
 }

@@ -8,6 +8,8 @@ pub mod app;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod index;
+pub mod kinds;
 pub mod model;
 pub mod notify;
 pub mod ops;

@@ -27,7 +27,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = ops::logging::init(settings.log_format, settings.log_level) {
+    if let Err(e) = ops::logging::init(
+        settings.log_format,
+        settings.log_level,
+        settings.log_filter.as_deref(),
+    ) {
         eprintln!("kube-reloader: error: {e}");
         return ExitCode::FAILURE;
     }

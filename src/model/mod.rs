@@ -1,8 +1,22 @@
 //! Pure decision logic: no I/O, no clock, no client. Everything here is unit-tested with tables.
+//!
+//! A plan flows through these modules in this order: [`workload`] (what is known of a
+//! workload) and [`source`] (of a ConfigMap or Secret), [`interest`] (which sources it could
+//! track), [`policy`] and [`refs`] (which it does track, and which container carries the
+//! marker), [`plan`] (markers against digests), [`planner`] (the intent, with pause periods
+//! and Job re-creation), then [`edit`] and [`patch`] (the write).
 
 pub mod digest;
+pub mod edit;
+pub mod interest;
+pub mod ledger;
 pub mod patch;
 pub mod pause;
 pub mod plan;
+pub mod planner;
 pub mod policy;
 pub mod refs;
+pub mod source;
+pub mod workload;
+
+pub use edit::Strategy;

@@ -1,27 +1,18 @@
-//! The level-triggered planner: from the digests a workload's sources have now and the markers
-//! the workload carries, decide whether to write nothing, record a baseline, or reload.
+//! The level-triggered marker comparison: from the digests a workload's sources have now and
+//! the markers the workload carries, decide whether to write nothing, record a baseline, or
+//! reload.
 //!
 //! Markers, in order of trust: our ledger annotation on the workload's metadata (one digest per
 //! tracked source, written with every reload and at first sight), then upstream's markers (a
 //! `STAKATER_*` env var, or `last-reloaded-from`), so a workload coming from stakater/Reloader
 //! is recognised as current and not restarted.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::Container;
 use serde::Deserialize;
 
-use crate::config::Strategy;
 use crate::model::digest::{self, Digest, SourceKind, env_var_name};
-
-/// Workload metadata annotation holding the digest of every tracked source, as JSON
-/// `{"configmap/<name>": "<sha1>", "secret/<name>": "<sha1>"}`. Writing it does not roll pods.
-pub const LEDGER_ANNOTATION: &str = "kube-reloader.io/digests";
-
-/// Annotation on a Job we created from a CronJob: the CronJob ledger it was created for, so
-/// a retry or a restart finds it and does not create a second Job for the same change. (Not
-/// the Job's own ledger: the Job may be a tracked workload itself.)
-pub const CREATED_FOR_ANNOTATION: &str = "kube-reloader.io/created-for";
+use crate::model::edit::Strategy;
+use crate::model::ledger::Ledger;
 
 /// A source the workload tracks, with its digest now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +89,7 @@ pub enum Decision {
 /// What the workload carries now.
 #[derive(Debug, Clone, Copy)]
 pub struct Markers<'a> {
-    /// Value of [`LEDGER_ANNOTATION`] on metadata, if any.
+    /// Value of the ledger annotation on metadata, if any.
     pub ledger: Option<&'a str>,
     /// The pod template's containers (for `STAKATER_*` env vars).
     pub containers: &'a [Container],
@@ -117,11 +108,6 @@ pub struct PlanOptions {
     pub reload_on_delete: bool,
 }
 
-/// Ledger key of a source, e.g. `configmap/app-config`.
-pub fn ledger_key(kind: SourceKind, name: &str) -> String {
-    format!("{}/{name}", kind.key_prefix())
-}
-
 #[derive(Deserialize)]
 struct LastReloadedFrom {
     #[serde(rename = "type")]
@@ -137,10 +123,7 @@ pub fn plan(
     markers: Markers<'_>,
     options: PlanOptions,
 ) -> Decision {
-    let old_ledger: BTreeMap<String, String> = markers
-        .ledger
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default();
+    let old_ledger = Ledger::parse(markers.ledger);
     let last = markers
         .last_reloaded_from
         .and_then(|text| serde_json::from_str::<LastReloadedFrom>(text).ok());
@@ -154,13 +137,11 @@ pub fn plan(
             .and_then(|e| e.value.as_deref())
     };
 
-    let mut ledger = BTreeMap::new();
+    let mut ledger = Ledger::default();
     let mut changes = Vec::new();
     for source in tracked {
-        let key = ledger_key(source.kind, &source.name);
         let previous = old_ledger
-            .get(&key)
-            .map(String::as_str)
+            .get(source.kind, &source.name)
             .or_else(|| env_value(source.kind, &source.name))
             .or_else(|| {
                 last.as_ref()
@@ -184,13 +165,12 @@ pub fn plan(
                 cause,
             });
         }
-        ledger.insert(key, source.digest.to_string());
+        ledger.insert(source.kind, &source.name, source.digest.as_str());
     }
     if options.reload_on_delete {
         let marker = digest::delete_marker();
         for gone in deleted {
-            let key = ledger_key(gone.kind, &gone.name);
-            let known = old_ledger.get(&key).map(String::as_str);
+            let known = old_ledger.get(gone.kind, &gone.name);
             let reload = match options.strategy {
                 // Upstream removes the env var; nothing to do when it is not there.
                 Strategy::EnvVars => env_value(gone.kind, &gone.name).is_some(),
@@ -206,16 +186,12 @@ pub fn plan(
                 });
             }
             if options.strategy == Strategy::Annotations && known.is_some() {
-                ledger.insert(key, marker.to_string());
+                ledger.insert(gone.kind, &gone.name, marker.as_str());
             }
         }
     }
     changes.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    let ledger_text = if ledger.is_empty() {
-        String::new()
-    } else {
-        serde_json::to_string(&ledger).unwrap_or_default()
-    };
+    let ledger_text = ledger.render();
     if !changes.is_empty() {
         return Decision::Reload {
             ledger: ledger_text,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 
 use crate::model::digest::SourceKind;
+use crate::model::workload::WorkloadKind;
 
 /// Opt-out key on SecretProviderClass objects has no flag; these keys are fixed upstream.
 pub const SPC_RELOAD: &str = "secretproviderclass.reloader.stakater.com/reload";
@@ -64,40 +65,6 @@ impl Default for AnnotationKeys {
     }
 }
 
-/// Workload kinds, named as upstream names them in Events and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WorkloadKind {
-    /// apps/v1 Deployment.
-    Deployment,
-    /// apps/v1 DaemonSet.
-    DaemonSet,
-    /// apps/v1 StatefulSet.
-    StatefulSet,
-    /// batch/v1 CronJob.
-    CronJob,
-    /// batch/v1 Job.
-    Job,
-    /// argoproj.io/v1alpha1 Rollout.
-    Rollout,
-    /// apps.openshift.io/v1 DeploymentConfig.
-    DeploymentConfig,
-}
-
-impl WorkloadKind {
-    /// The Kubernetes kind name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Deployment => "Deployment",
-            Self::DaemonSet => "DaemonSet",
-            Self::StatefulSet => "StatefulSet",
-            Self::CronJob => "CronJob",
-            Self::Job => "Job",
-            Self::Rollout => "Rollout",
-            Self::DeploymentConfig => "DeploymentConfig",
-        }
-    }
-}
-
 /// Settings that shape the decision, from flags.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -109,36 +76,6 @@ pub struct Policy {
     pub ignore_jobs: bool,
     /// `--ignored-workload-types` contains `cronjobs`.
     pub ignore_cronjobs: bool,
-    /// Compiled `^item$` patterns by item, shared by clones: compiling is far costlier than
-    /// matching, and the same few items are evaluated against every source.
-    pub patterns: PatternCache,
-}
-
-/// A cache of compiled anchored patterns (or their compile errors).
-#[derive(Debug, Clone, Default)]
-pub struct PatternCache(
-    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Result<Regex, String>>>>,
-);
-
-impl PatternCache {
-    /// The compiled `^item$`, or the compiler's message.
-    fn get(&self, item: &str) -> Result<Regex, String> {
-        let mut map = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(found) = map.get(item) {
-            return found.clone();
-        }
-        // Bounded: items come from annotations; a pathological number of distinct items only
-        // costs recompilation, never unbounded memory.
-        if map.len() >= 10_000 {
-            map.clear();
-        }
-        let compiled = Regex::new(&format!("^{item}$")).map_err(|e| e.to_string());
-        map.insert(item.to_owned(), compiled.clone());
-        compiled
-    }
 }
 
 /// Why a workload tracks a source.
@@ -183,13 +120,102 @@ pub struct InvalidPattern {
     pub error: String,
 }
 
-/// Outcome of [`evaluate`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Evaluation {
-    /// Whether and why the workload tracks the source.
-    pub result: Result<Match, NoMatch>,
-    /// Invalid list items met on the way; the others were still used.
+/// One item of a named reload list.
+#[derive(Debug, Clone)]
+pub enum ListItem {
+    /// A name without regular-expression syntax: matches exactly that name.
+    Exact(String),
+    /// Any other item, compiled as upstream does (`^item$`).
+    Pattern(Regex),
+}
+
+/// A workload's named reload list for one source kind, parsed and compiled once each time the
+/// workload changes (not per source, not per event).
+#[derive(Debug, Clone, Default)]
+pub struct NamedList {
+    /// The usable items, in order.
+    pub items: Vec<ListItem>,
+    /// Items that are not valid regular expressions (skipped, reported).
     pub invalid: Vec<InvalidPattern>,
+}
+
+impl NamedList {
+    /// Parses a comma-separated list from annotation `key`.
+    pub fn parse(key: &str, value: &str) -> Self {
+        let mut list = Self::default();
+        if value.is_empty() {
+            return list;
+        }
+        for item in value.split(',') {
+            let item = item.trim();
+            if !item.contains(|c: char| r"\.+*?()|[]{}^$".contains(c)) {
+                list.items.push(ListItem::Exact(item.to_owned()));
+                continue;
+            }
+            match Regex::new(&format!("^{item}$")) {
+                Ok(pattern) => list.items.push(ListItem::Pattern(pattern)),
+                Err(error) => list.invalid.push(InvalidPattern {
+                    key: key.to_owned(),
+                    item: item.to_owned(),
+                    error: error.to_string(),
+                }),
+            }
+        }
+        list
+    }
+
+    /// Whether an item matches `name` (upstream: the first match wins).
+    pub fn matches(&self, name: &str) -> bool {
+        self.items.iter().any(|item| match item {
+            ListItem::Exact(exact) => exact == name,
+            ListItem::Pattern(pattern) => pattern.is_match(name),
+        })
+    }
+
+    /// The exact names listed.
+    pub fn exact_names(&self) -> impl Iterator<Item = &str> {
+        self.items.iter().filter_map(|item| match item {
+            ListItem::Exact(name) => Some(name.as_str()),
+            ListItem::Pattern(_) => None,
+        })
+    }
+
+    /// Whether any item is a pattern (so every source of the kind must be checked).
+    pub fn has_patterns(&self) -> bool {
+        self.items
+            .iter()
+            .any(|item| matches!(item, ListItem::Pattern(_)))
+    }
+}
+
+/// A workload's named lists, one per source kind.
+#[derive(Debug, Clone, Default)]
+pub struct NamedLists {
+    configmaps: NamedList,
+    secrets: NamedList,
+    secret_provider_classes: NamedList,
+}
+
+impl NamedLists {
+    /// The list for one source kind.
+    pub fn get(&self, kind: SourceKind) -> &NamedList {
+        match kind {
+            SourceKind::ConfigMap => &self.configmaps,
+            SourceKind::Secret => &self.secrets,
+            SourceKind::SecretProviderClass => &self.secret_provider_classes,
+        }
+    }
+
+    /// Every invalid item of every list.
+    pub fn invalid(&self) -> impl Iterator<Item = &InvalidPattern> {
+        [
+            &self.configmaps,
+            &self.secrets,
+            &self.secret_provider_classes,
+        ]
+        .into_iter()
+        .flat_map(|list| list.invalid.iter())
+    }
 }
 
 /// The annotations of one workload that the decision reads.
@@ -214,20 +240,74 @@ pub struct SourceRef<'a> {
     pub annotations: &'a BTreeMap<String, String>,
 }
 
+/// The annotation keys of one source kind: named list, typed auto, exclude list.
+fn kind_keys(keys: &AnnotationKeys, kind: SourceKind) -> (&str, &str, &'static str) {
+    match kind {
+        SourceKind::ConfigMap => (
+            keys.configmap_reload.as_str(),
+            keys.configmap_auto.as_str(),
+            CONFIGMAP_EXCLUDE,
+        ),
+        SourceKind::Secret => (
+            keys.secret_reload.as_str(),
+            keys.secret_auto.as_str(),
+            SECRET_EXCLUDE,
+        ),
+        SourceKind::SecretProviderClass => (SPC_RELOAD, SPC_AUTO, SPC_EXCLUDE),
+    }
+}
+
 impl Policy {
-    /// Decides whether `workload` tracks `source`, in upstream's order: ignored workload type,
-    /// ignored source, exclude list, named list, search/match, auto.
-    pub fn evaluate(&self, source: SourceRef<'_>, workload: WorkloadAnnotations<'_>) -> Evaluation {
-        let mut invalid = Vec::new();
-        let result = self.decide(source, workload, &mut invalid);
-        Evaluation { result, invalid }
+    /// Upstream reads the four opt-in keys of a source kind from the workload's metadata, or
+    /// from its pod template when metadata has none of them (presence, not value).
+    fn opt_in_annotations<'a>(
+        &self,
+        kind: SourceKind,
+        workload: WorkloadAnnotations<'a>,
+    ) -> &'a BTreeMap<String, String> {
+        let (named_key, typed_auto_key, _) = kind_keys(&self.keys, kind);
+        let opt_in_keys = [
+            named_key,
+            self.keys.search.as_str(),
+            self.keys.auto.as_str(),
+            typed_auto_key,
+        ];
+        if opt_in_keys
+            .iter()
+            .any(|k| workload.metadata.contains_key(*k))
+        {
+            workload.metadata
+        } else {
+            workload.template
+        }
     }
 
-    fn decide(
+    /// The workload's named lists, parsed and compiled.
+    pub fn named_lists(&self, workload: WorkloadAnnotations<'_>) -> NamedLists {
+        let list = |kind: SourceKind| {
+            let (named_key, _, _) = kind_keys(&self.keys, kind);
+            let value = self
+                .opt_in_annotations(kind, workload)
+                .get(named_key)
+                .map(String::as_str)
+                .unwrap_or("");
+            NamedList::parse(named_key, value)
+        };
+        NamedLists {
+            configmaps: list(SourceKind::ConfigMap),
+            secrets: list(SourceKind::Secret),
+            secret_provider_classes: list(SourceKind::SecretProviderClass),
+        }
+    }
+
+    /// Decides whether `workload` tracks `source`, in upstream's order: ignored workload type,
+    /// ignored source, exclude list, named list, search/match, auto. `lists` are the
+    /// workload's [`Policy::named_lists`].
+    pub fn evaluate(
         &self,
         source: SourceRef<'_>,
         workload: WorkloadAnnotations<'_>,
-        invalid: &mut Vec<InvalidPattern>,
+        lists: &NamedLists,
     ) -> Result<Match, NoMatch> {
         let ignored_kind = match workload.kind {
             WorkloadKind::Job => self.ignore_jobs,
@@ -245,56 +325,17 @@ impl Policy {
         {
             return Err(NoMatch::SourceIgnored);
         }
-        let (named_key, typed_auto_key, exclude_key) = match source.kind {
-            SourceKind::ConfigMap => (
-                self.keys.configmap_reload.as_str(),
-                self.keys.configmap_auto.as_str(),
-                CONFIGMAP_EXCLUDE,
-            ),
-            SourceKind::Secret => (
-                self.keys.secret_reload.as_str(),
-                self.keys.secret_auto.as_str(),
-                SECRET_EXCLUDE,
-            ),
-            SourceKind::SecretProviderClass => (SPC_RELOAD, SPC_AUTO, SPC_EXCLUDE),
-        };
-        // Upstream reads the four opt-in keys from metadata, or from the pod template when
-        // metadata has none of them (presence, not value). Exclude is metadata-only.
-        let opt_in_keys = [
-            named_key,
-            self.keys.search.as_str(),
-            self.keys.auto.as_str(),
-            typed_auto_key,
-        ];
-        let annotations = if opt_in_keys
-            .iter()
-            .any(|k| workload.metadata.contains_key(*k))
-        {
-            workload.metadata
-        } else {
-            workload.template
-        };
+        let (_, typed_auto_key, exclude_key) = kind_keys(&self.keys, source.kind);
+        let annotations = self.opt_in_annotations(source.kind, workload);
         let get = |key: &str| annotations.get(key).map(String::as_str).unwrap_or("");
-
+        // Exclude is read from metadata only.
         if let Some(excluded) = workload.metadata.get(exclude_key)
             && excluded.split(',').any(|item| item.trim() == source.name)
         {
             return Err(NoMatch::Excluded);
         }
-        let named = get(named_key);
-        if !named.is_empty() {
-            for item in named.split(',') {
-                let item = item.trim();
-                match self.patterns.get(item) {
-                    Ok(pattern) if pattern.is_match(source.name) => return Ok(Match::Named),
-                    Ok(_) => {}
-                    Err(error) => invalid.push(InvalidPattern {
-                        key: named_key.to_owned(),
-                        item: item.to_owned(),
-                        error,
-                    }),
-                }
-            }
+        if lists.get(source.kind).matches(source.name) {
+            return Ok(Match::Named);
         }
         if get(&self.keys.search) == "true"
             && source
@@ -342,22 +383,34 @@ mod tests {
         expected: Result<Match, NoMatch>,
     }
 
+    struct Evaluation {
+        result: Result<Match, NoMatch>,
+        invalid: Vec<InvalidPattern>,
+    }
+
     fn run(policy: &Policy, case: &Case, workload_kind: WorkloadKind) -> Evaluation {
         let source = map(case.source);
         let metadata = map(case.metadata);
         let template = map(case.template);
-        policy.evaluate(
+        let workload = WorkloadAnnotations {
+            kind: workload_kind,
+            metadata: &metadata,
+            template: &template,
+        };
+        let lists = policy.named_lists(workload);
+        let result = policy.evaluate(
             SourceRef {
                 kind: case.kind,
                 name: case.name,
                 annotations: &source,
             },
-            WorkloadAnnotations {
-                kind: workload_kind,
-                metadata: &metadata,
-                template: &template,
-            },
-        )
+            workload,
+            &lists,
+        );
+        Evaluation {
+            result,
+            invalid: lists.invalid().cloned().collect(),
+        }
     }
 
     const CM: SourceKind = SourceKind::ConfigMap;
@@ -430,6 +483,19 @@ mod tests {
         assert_eq!(got.invalid.len(), 1);
         assert_eq!(got.invalid[0].item, "bad[");
         assert_eq!(got.invalid[0].key, "configmap.reloader.stakater.com/reload");
+    }
+
+    #[test]
+    fn literal_items_match_exactly_and_patterns_are_anchored() {
+        let list = NamedList::parse("k", "app-config, web.*, bad[, ");
+        assert_eq!(list.exact_names().collect::<Vec<_>>(), ["app-config", ""]);
+        assert!(list.has_patterns());
+        assert!(list.matches("app-config") && list.matches("web-1"));
+        assert!(!list.matches("app-config-2") && !list.matches("xweb"));
+        assert_eq!(list.invalid.len(), 1);
+        let plain = NamedList::parse("k", "a,b");
+        assert!(!plain.has_patterns());
+        assert!(NamedList::parse("k", "").items.is_empty());
     }
 
     #[test]

@@ -51,6 +51,68 @@ pub fn references(spec: &PodSpec, kind: SourceKind, name: &str) -> bool {
     container_for(spec, kind, name, true).is_some()
 }
 
+/// Every source the pod spec names (volumes, projected volumes, CSI volumes, env, envFrom; in
+/// containers and initContainers), whether or not a container mounts it: an over-approximation
+/// of [`references`] for the fan-out index, which the planner then narrows.
+pub fn referenced(spec: &PodSpec) -> Vec<(SourceKind, String)> {
+    let mut names = Vec::new();
+    for volume in spec.volumes.iter().flatten() {
+        if let Some(c) = &volume.config_map {
+            names.push((SourceKind::ConfigMap, c.name.clone()));
+        }
+        if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            names.push((SourceKind::Secret, name));
+        }
+        for projection in volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+        {
+            if let Some(c) = &projection.config_map {
+                names.push((SourceKind::ConfigMap, c.name.clone()));
+            }
+            if let Some(s) = &projection.secret {
+                names.push((SourceKind::Secret, s.name.clone()));
+            }
+        }
+        if let Some(class) = volume
+            .csi
+            .as_ref()
+            .and_then(|csi| csi.volume_attributes.as_ref())
+            .and_then(|a| a.get("secretProviderClass"))
+        {
+            names.push((SourceKind::SecretProviderClass, class.clone()));
+        }
+    }
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for container in containers {
+        for env in container.env.iter().flatten() {
+            if let Some(from) = &env.value_from {
+                if let Some(r) = &from.config_map_key_ref {
+                    names.push((SourceKind::ConfigMap, r.name.clone()));
+                }
+                if let Some(r) = &from.secret_key_ref {
+                    names.push((SourceKind::Secret, r.name.clone()));
+                }
+            }
+        }
+        for from in container.env_from.iter().flatten() {
+            if let Some(r) = &from.config_map_ref {
+                names.push((SourceKind::ConfigMap, r.name.clone()));
+            }
+            if let Some(r) = &from.secret_ref {
+                names.push((SourceKind::Secret, r.name.clone()));
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 fn volume_uses(volume: &Volume, kind: SourceKind, name: &str) -> bool {
     match kind {
         SourceKind::ConfigMap => {
@@ -206,6 +268,42 @@ mod tests {
             container_for(&s, SourceKind::SecretProviderClass, "other", true),
             None
         );
+    }
+
+    /// `referenced` names everything `container_for` can find (and unmounted volumes too).
+    #[test]
+    fn referenced_covers_every_reference() {
+        let s = spec(json!({
+            "initContainers": [{"name": "init", "envFrom": [{"configMapRef": {"name": "boot"}}]}],
+            "containers": [
+                {"name": "a", "env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "key", "key": "k"}}}]},
+                {"name": "b", "envFrom": [{"secretRef": {"name": "whole"}}], "volumeMounts": [{"name": "p", "mountPath": "/p"}]}
+            ],
+            "volumes": [
+                {"name": "p", "projected": {"sources": [{"configMap": {"name": "pc"}}, {"secret": {"name": "ps"}}]}},
+                {"name": "unused", "configMap": {"name": "lonely"}},
+                {"name": "v", "csi": {"driver": "d", "volumeAttributes": {"secretProviderClass": "spc"}}}
+            ]
+        }));
+        let names = referenced(&s);
+        for (kind, name) in [
+            (CM, "boot"),
+            (SECRET, "key"),
+            (SECRET, "whole"),
+            (CM, "pc"),
+            (SECRET, "ps"),
+            (CM, "lonely"),
+            (SourceKind::SecretProviderClass, "spc"),
+        ] {
+            assert!(
+                names.contains(&(kind, name.to_owned())),
+                "{kind} {name}: {names:?}"
+            );
+            if name != "lonely" && kind != SourceKind::SecretProviderClass {
+                assert!(references(&s, kind, name), "{name}");
+            }
+        }
+        assert_eq!(names.len(), 7);
     }
 
     #[test]

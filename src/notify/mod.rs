@@ -89,6 +89,7 @@ impl Notifier {
     pub fn start(
         proxy: Option<&str>,
         outcomes: Family<NotificationLabels, Counter>,
+        supervisor: &crate::ops::supervisor::Supervisor,
     ) -> Result<Self, crate::Error> {
         let direct = client(None)?;
         let proxied = match proxy {
@@ -96,7 +97,10 @@ impl Notifier {
             None => None,
         };
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(send_all(rx, direct, proxied, outcomes.clone()));
+        supervisor.spawn(
+            "send notifications",
+            send_all(rx, direct, proxied, outcomes.clone()),
+        );
         Ok(Self { tx, outcomes })
     }
 

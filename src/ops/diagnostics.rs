@@ -11,10 +11,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::reconcile::engine::Engine;
+/// Something that can describe its state (the controller's context).
+pub trait StateReport: Send + Sync {
+    /// A snapshot: names and counts only, never a value.
+    fn snapshot(&self) -> serde_json::Value;
+}
 
-/// The engine, once it exists (the listener starts before the API server answers).
-pub type EngineSlot = Arc<OnceLock<Arc<Engine>>>;
+/// The controller, once it exists (the listener starts before the API server answers).
+pub type EngineSlot = Arc<OnceLock<Arc<dyn StateReport>>>;
 
 /// The diagnostics routes.
 pub fn router(engine: EngineSlot) -> Router {
@@ -49,7 +53,7 @@ async fn state(State(engine): State<EngineSlot>) -> Response {
     match engine.get() {
         Some(engine) => (
             [(header::CONTENT_TYPE, "application/json")],
-            engine.diagnostics().to_string(),
+            engine.snapshot().to_string(),
         )
             .into_response(),
         None => (

@@ -16,6 +16,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
+use crate::ops::supervisor::Supervisor;
+
 /// Settings of the Lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseSettings {
@@ -72,6 +74,7 @@ impl Leadership {
     pub async fn elect(
         client: kube::Client,
         settings: &LeaseSettings,
+        supervisor: &Supervisor,
     ) -> Result<Self, kube_lease_manager::LeaseManagerError> {
         let duration = settings.duration_seconds.max(2);
         // Renew when a third of the duration is left; stop writing when a sixth is left.
@@ -84,9 +87,19 @@ impl Leadership {
             .with_field_manager(format!("kube-reloader-{}", settings.identity))
             .build()
             .await?;
-        let (leading, _task) = manager.watch().await;
+        let (leading, task) = manager.watch().await;
+        supervisor.spawn("lease manager", async move {
+            match task.await {
+                Ok(Ok(_)) => tracing::error!("the lease manager stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "the lease manager failed"),
+                Err(e) => tracing::error!(error = %e, "the lease manager task failed"),
+            }
+        });
         let lease = Arc::new(RwLock::new(LeaseView::default()));
-        tokio::spawn(watch_lease(client, settings.clone(), lease.clone()));
+        supervisor.spawn(
+            "watch the lease",
+            watch_lease(client, settings.clone(), lease.clone()),
+        );
         Ok(Self {
             ha: Some(Ha {
                 identity: settings.identity.clone(),

@@ -7,13 +7,13 @@ use crate::error::Error;
 
 /// Installs the global log subscriber; writes to stderr.
 ///
-/// `RUST_LOG`, when set, replaces the filter entirely (for debugging dependencies); otherwise our
-/// own lines follow `level` and libraries log warnings and errors only.
-pub fn init(format: LogFormat, level: tracing::Level) -> Result<(), Error> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.is_empty() => EnvFilter::try_new(&directives)
+/// `filter` (`RUST_LOG`), when set, replaces the filter entirely (for debugging dependencies);
+/// otherwise our own lines follow `level` and libraries log warnings and errors only.
+pub fn init(format: LogFormat, level: tracing::Level, filter: Option<&str>) -> Result<(), Error> {
+    let filter = match filter {
+        Some(directives) => EnvFilter::try_new(directives)
             .map_err(|e| Error::Logging(format!("invalid RUST_LOG {directives:?}: {e}")))?,
-        _ => EnvFilter::new(format!("warn,kube_reloader={level}")),
+        None => EnvFilter::new(format!("warn,kube_reloader={level}")),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -8,7 +8,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
-use crate::config::{Scope, Settings, Strategy};
+use crate::config::{Scope, Settings};
+use crate::model::Strategy;
 
 /// Name of the ConfigMap.
 pub const NAME: &str = "reloader-meta-info";
@@ -106,7 +107,7 @@ pub async fn publish(
         ..ConfigMap::default()
     };
     let params = PostParams {
-        field_manager: Some(crate::reconcile::engine::FIELD_MANAGER.into()),
+        field_manager: Some(crate::model::ledger::FIELD_MANAGER.into()),
         ..PostParams::default()
     };
     let result = match api.get_opt(NAME).await {

@@ -1,4 +1,5 @@
-//! Operating the controller: logs, the HTTP endpoints, metrics and process signals.
+//! Operating the controller: logs, the HTTP endpoints, metrics, leader election, process
+//! signals and task supervision.
 
 pub mod diagnostics;
 pub mod health;
@@ -9,3 +10,4 @@ pub mod meta_info;
 pub mod metrics;
 pub mod rest_metrics;
 pub mod signals;
+pub mod supervisor;

@@ -1,92 +1,173 @@
 //! The work queue: keyed by workload, so a burst of changes to one workload's sources becomes a
-//! single reconcile; a key re-added while it is being processed runs once more afterwards.
+//! single plan; a key re-added while it is being processed runs once more afterwards. Delayed
+//! work (retries, pause periods, a fenced write) waits in the same queue: per key the earliest
+//! deadline wins, and no task sleeps per entry: a waiting worker sleeps until the earliest one.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
-use crate::watch::workloads::WorkloadKey;
+use crate::model::workload::WorkloadKey;
 
 #[derive(Debug, Default)]
 struct State {
     ready: VecDeque<(WorkloadKey, Instant)>,
     queued: HashSet<WorkloadKey>,
+    delayed: BTreeSet<(Instant, WorkloadKey)>,
+    due: HashMap<WorkloadKey, Instant>,
     active: HashSet<WorkloadKey>,
-    dirty: HashSet<WorkloadKey>,
+    /// Keys added while active: run again at this time once done.
+    dirty: HashMap<WorkloadKey, Instant>,
     failures: HashMap<WorkloadKey, u32>,
+    closed: bool,
 }
 
-/// A deduplicating queue of workload keys with per-key retry backoff.
+impl State {
+    /// Moves every delayed key whose time has come to the ready list.
+    fn promote(&mut self, now: Instant) {
+        while let Some((at, _)) = self.delayed.first() {
+            if *at > now {
+                break;
+            }
+            let Some((at, key)) = self.delayed.pop_first() else {
+                break;
+            };
+            self.due.remove(&key);
+            if self.queued.insert(key.clone()) {
+                self.ready.push_back((key, at));
+            }
+        }
+    }
+
+    fn unschedule(&mut self, key: &WorkloadKey) {
+        if let Some(at) = self.due.remove(key) {
+            self.delayed.remove(&(at, key.clone()));
+        }
+    }
+}
+
+/// Metrics the queue reports to.
+#[derive(Debug, Clone)]
+pub struct QueueMetrics {
+    /// Keys added (upstream's workqueue adds).
+    pub adds: Counter,
+    /// Keys ready and waiting for a worker.
+    pub depth: Gauge,
+    /// Seconds a key waited from ready to picked up.
+    pub latency: Histogram,
+}
+
+/// A deduplicating queue of workload keys with delayed entries and per-key failure counts.
 #[derive(Debug, Default)]
 pub struct WorkQueue {
     state: Mutex<State>,
     notify: Notify,
-    adds: Counter,
-    depth: Gauge,
-    latency: Option<Histogram>,
+    metrics: Option<QueueMetrics>,
 }
 
 impl WorkQueue {
-    /// A queue that reports keys added, keys waiting and time waited to these metrics.
-    pub fn with_metrics(adds: Counter, depth: Gauge, latency: Histogram) -> Self {
+    /// A queue that reports to these metrics.
+    pub fn with_metrics(metrics: QueueMetrics) -> Self {
         Self {
-            adds,
-            depth,
-            latency: Some(latency),
+            metrics: Some(metrics),
             ..Self::default()
         }
     }
 
-    /// Adds a key unless it is already waiting.
+    /// Adds a key to run now, unless it is already waiting to run now.
     pub fn add(&self, key: WorkloadKey) {
+        self.add_at(key, Instant::now());
+    }
+
+    /// Adds a key to run after `delay`; an earlier entry for the key wins.
+    pub fn add_after(&self, key: WorkloadKey, delay: Duration) {
+        self.add_at(key, Instant::now() + delay);
+    }
+
+    /// Adds a key to run at `at`; an earlier entry for the key wins.
+    pub fn add_at(&self, key: WorkloadKey, at: Instant) {
         let mut state = self.lock();
-        if state.active.contains(&key) {
-            state.dirty.insert(key);
+        if state.closed {
             return;
         }
-        if state.queued.insert(key.clone()) {
-            state.ready.push_back((key, Instant::now()));
-            self.adds.inc();
-            self.depth
-                .set(i64::try_from(state.ready.len()).unwrap_or(i64::MAX));
-            drop(state);
-            self.notify.notify_one();
+        if state.active.contains(&key) {
+            let slot = state.dirty.entry(key).or_insert(at);
+            *slot = (*slot).min(at);
+            return;
         }
+        if state.queued.contains(&key) {
+            return;
+        }
+        if let Some(held) = state.due.get(&key)
+            && *held <= at
+        {
+            return;
+        }
+        state.unschedule(&key);
+        if let Some(metrics) = &self.metrics {
+            metrics.adds.inc();
+        }
+        if at <= Instant::now() {
+            state.queued.insert(key.clone());
+            state.ready.push_back((key, at));
+            self.report_depth(&state);
+        } else {
+            state.due.insert(key.clone(), at);
+            state.delayed.insert((at, key));
+        }
+        drop(state);
+        // Wakes one waiting worker: it takes the key, or re-arms its timer for the new deadline.
+        self.notify.notify_one();
     }
 
-    /// Waits for the next key and marks it active.
-    pub async fn next(&self) -> WorkloadKey {
+    /// Waits for the next key and marks it active; `None` once the queue is closed.
+    pub async fn next(&self) -> Option<WorkloadKey> {
         loop {
             let notified = self.notify.notified();
-            {
+            let wake_at = {
                 let mut state = self.lock();
-                if let Some((key, added)) = state.ready.pop_front() {
+                if state.closed {
+                    return None;
+                }
+                state.promote(Instant::now());
+                if let Some((key, ready_since)) = state.ready.pop_front() {
                     state.queued.remove(&key);
-                    if let Some(latency) = &self.latency {
-                        latency.observe(added.elapsed().as_secs_f64());
-                    }
-                    self.depth
-                        .set(i64::try_from(state.ready.len()).unwrap_or(i64::MAX));
                     state.active.insert(key.clone());
-                    if !state.ready.is_empty() {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.latency.observe(ready_since.elapsed().as_secs_f64());
+                    }
+                    self.report_depth(&state);
+                    let more = !state.ready.is_empty() || !state.delayed.is_empty();
+                    drop(state);
+                    if more {
                         self.notify.notify_one();
                     }
-                    return key;
+                    return Some(key);
                 }
+                state.delayed.first().map(|(at, _)| *at)
+            };
+            match wake_at {
+                Some(at) => {
+                    tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep_until(at) => {}
+                    }
+                }
+                None => notified.await,
             }
-            notified.await;
         }
     }
 
-    /// Marks a key done: on success its failure count resets; a key re-added meanwhile is
-    /// queued again.
+    /// Marks a key done; on success its failure count resets. A key re-added meanwhile is
+    /// queued again for the time it was re-added for.
     pub fn done(&self, key: &WorkloadKey, succeeded: bool) {
-        let requeue = {
+        let again = {
             let mut state = self.lock();
             state.active.remove(key);
             if succeeded {
@@ -94,38 +175,46 @@ impl WorkQueue {
             }
             state.dirty.remove(key)
         };
-        if requeue {
-            self.add(key.clone());
+        if let Some(at) = again {
+            self.add_at(key.clone(), at);
         }
     }
 
-    /// Schedules a retry after a failure with exponential backoff (1 s doubling, at most
-    /// 5 min); the key is never dropped. Returns the delay.
-    pub fn retry_later(self: &Arc<Self>, key: WorkloadKey) -> Duration {
-        let attempt = {
-            let mut state = self.lock();
-            let count = state.failures.entry(key.clone()).or_insert(0);
-            *count += 1;
-            *count
-        };
-        let delay = Duration::from_secs(1u64 << attempt.min(8).saturating_sub(1))
-            .min(Duration::from_secs(300));
-        self.add_after(key, delay);
-        delay
+    /// Counts a failed attempt of `key`; returns how many in a row (1 for the first).
+    pub fn record_failure(&self, key: &WorkloadKey) -> u32 {
+        let mut state = self.lock();
+        let count = state.failures.entry(key.clone()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
     }
 
-    /// Adds a key after `delay`, without counting a failure.
-    pub fn add_after(self: &Arc<Self>, key: WorkloadKey, delay: Duration) {
-        let queue = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            queue.add(key);
-        });
+    /// Stops handing out keys: waiting workers get `None`, adds are ignored.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.notify.notify_waiters();
     }
 
-    /// Keys waiting now (for metrics).
+    /// Keys ready to run now.
     pub fn depth(&self) -> usize {
         self.lock().ready.len()
+    }
+
+    /// Keys waiting for a later time, with how long until each is due (diagnostics).
+    pub fn delayed(&self) -> Vec<(WorkloadKey, Duration)> {
+        let now = Instant::now();
+        self.lock()
+            .delayed
+            .iter()
+            .map(|(at, key)| (key.clone(), at.saturating_duration_since(now)))
+            .collect()
+    }
+
+    fn report_depth(&self, state: &State) {
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .depth
+                .set(i64::try_from(state.ready.len()).unwrap_or(i64::MAX));
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -138,7 +227,7 @@ impl WorkQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::policy::WorkloadKind;
+    use crate::model::workload::WorkloadKind;
 
     fn key(name: &str) -> WorkloadKey {
         WorkloadKey {
@@ -155,33 +244,89 @@ mod tests {
         queue.add(key("a"));
         queue.add(key("b"));
         assert_eq!(queue.depth(), 2);
-        let first = queue.next().await;
+        let first = queue.next().await.unwrap();
         assert_eq!(first, key("a"));
         queue.add(key("a"));
         queue.add(key("a"));
         assert_eq!(queue.depth(), 1, "a is active, so it is only marked dirty");
         queue.done(&first, true);
-        assert_eq!(queue.next().await, key("b"));
-        assert_eq!(queue.next().await, key("a"), "dirty key runs once more");
+        assert_eq!(queue.next().await.unwrap(), key("b"));
+        assert_eq!(
+            queue.next().await.unwrap(),
+            key("a"),
+            "dirty key runs once more"
+        );
         assert_eq!(queue.depth(), 0);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn failures_back_off_and_retry() {
-        let queue = Arc::new(WorkQueue::default());
+    async fn delayed_keys_keep_the_earliest_deadline_and_spawn_nothing() {
+        let queue = WorkQueue::default();
+        let start = Instant::now();
+        queue.add_after(key("a"), Duration::from_secs(10));
+        queue.add_after(key("a"), Duration::from_secs(30));
+        queue.add_after(key("a"), Duration::from_secs(5));
+        assert_eq!(queue.delayed().len(), 1, "one entry per key");
+        assert_eq!(queue.next().await.unwrap(), key("a"));
+        assert_eq!(start.elapsed(), Duration::from_secs(5), "earliest wins");
+        queue.done(&key("a"), true);
+        // A key waiting for later runs now when added now.
+        queue.add_after(key("b"), Duration::from_secs(60));
+        queue.add(key("b"));
+        let before = Instant::now();
+        assert_eq!(queue.next().await.unwrap(), key("b"));
+        assert_eq!(before.elapsed(), Duration::ZERO);
+        assert!(queue.delayed().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_worker_wakes_for_an_earlier_deadline() {
+        let queue = std::sync::Arc::new(WorkQueue::default());
+        queue.add_after(key("late"), Duration::from_secs(100));
+        let waiter = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.next().await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        queue.add_after(key("soon"), Duration::from_secs(2));
+        let started = Instant::now();
+        assert_eq!(waiter.await.unwrap().unwrap(), key("soon"));
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_add_while_active_runs_after_done_at_its_time() {
+        let queue = WorkQueue::default();
         queue.add(key("a"));
-        let k = queue.next().await;
-        queue.done(&k, false);
-        assert_eq!(queue.retry_later(k.clone()), Duration::from_secs(1));
-        assert_eq!(queue.next().await, k);
-        queue.done(&k, false);
-        assert_eq!(queue.retry_later(k.clone()), Duration::from_secs(2));
-        assert_eq!(queue.next().await, k);
-        queue.done(&k, true);
-        assert_eq!(
-            queue.retry_later(k),
-            Duration::from_secs(1),
-            "success resets the backoff"
-        );
+        let a = queue.next().await.unwrap();
+        queue.add_after(a.clone(), Duration::from_secs(3));
+        queue.done(&a, true);
+        assert_eq!(queue.depth(), 0);
+        let started = Instant::now();
+        assert_eq!(queue.next().await.unwrap(), a);
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn failures_count_until_a_success() {
+        let queue = WorkQueue::default();
+        assert_eq!(queue.record_failure(&key("a")), 1);
+        assert_eq!(queue.record_failure(&key("a")), 2);
+        queue.done(&key("a"), true);
+        assert_eq!(queue.record_failure(&key("a")), 1);
+    }
+
+    #[tokio::test]
+    async fn close_releases_waiting_workers_and_ignores_adds() {
+        let queue = std::sync::Arc::new(WorkQueue::default());
+        let waiter = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.next().await }
+        });
+        tokio::task::yield_now().await;
+        queue.close();
+        assert_eq!(waiter.await.unwrap(), None);
+        queue.add(key("a"));
+        assert_eq!(queue.depth(), 0);
     }
 }

@@ -1,9 +1,11 @@
-//! Watch-only views of the cluster: a digest-only cache of ConfigMaps and Secrets, projections
-//! of workloads, and the selected namespaces. Nothing here issues a LIST or GET per change;
-//! watchers list once at start (and after a watch expires) and then stream changes.
+//! The watchers: they keep the indexes current from the API server and tell the reconciler what
+//! changed. Nothing here issues a LIST or GET per change; watchers list once at start (and after
+//! a watch expires) and then stream changes.
 
 pub mod access;
+pub mod csi;
 pub mod custom;
+pub mod namespaces;
 pub mod sources;
 pub mod workloads;
 

@@ -1,273 +1,163 @@
-//! The digest-only source cache. A ConfigMap or Secret is hashed the moment it arrives and only
-//! `{digest, the two annotations a decision reads}` is kept: memory does not grow with data size,
-//! and Secret bytes are never stored.
+//! ConfigMap and Secret watchers: each object is hashed the moment it arrives (only its digest
+//! and the ignore/match annotations are kept), and a relevant change queues the workloads that
+//! can track it. In webhook mode a qualifying change is POSTed instead.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
 
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+
+use crate::index::sources::Change;
 use crate::model::digest::{Digest, SourceKind};
+use crate::model::source::SourceEntry;
+use crate::notify;
+use crate::ops::leader::WriteState;
+use crate::reconcile::Context;
+use crate::reconcile::sync::Watched;
 
-/// What the cache keeps of one source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceEntry {
-    /// Digest of its data; `None` for a tombstone (deleted, kept for `--reload-on-delete`).
-    pub digest: Option<Digest>,
-    /// Only the ignore and match annotations (the rest is dropped).
-    pub annotations: BTreeMap<String, String>,
-    /// Appeared after the initial sync (for `--reload-on-create`).
-    pub created_while_running: bool,
-}
-
-/// Sources of one namespace, by kind and name.
-type NamespaceSources = BTreeMap<(SourceKind, String), SourceEntry>;
-
-/// What a change to the cache means for workloads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// New (or back after a deletion): workloads must be re-planned.
-    Created,
-    /// Its data changed: workloads must be re-planned.
-    DataChanged,
-    /// Only an annotation the decision reads (ignore, match) changed: workloads must be
-    /// re-planned, but it is no data change (no webhook).
-    AnnotationsChanged,
-    /// Only metadata the decision does not read changed (upstream's `no_data_change`).
-    NoDataChange,
-}
-
-impl Change {
-    /// Whether workloads must be re-planned.
-    pub fn is_relevant(self) -> bool {
-        self != Change::NoDataChange
-    }
-
-    /// Upstream's event type of a relevant change with new data: "add" or "update".
-    pub fn data_event(self) -> Option<&'static str> {
-        match self {
-            Change::Created => Some("add"),
-            Change::DataChanged => Some("update"),
-            Change::AnnotationsChanged | Change::NoDataChange => None,
-        }
+/// Upstream's resource type label of a source kind.
+pub fn resource_type(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::ConfigMap => "configmaps",
+        SourceKind::Secret => "secrets",
+        SourceKind::SecretProviderClass => "secretproviderclasspodstatuses",
     }
 }
 
-/// All sources in scope, by namespace.
-#[derive(Debug, Default)]
-pub struct SourceCache {
-    by_namespace: RwLock<HashMap<String, NamespaceSources>>,
-}
-
-impl SourceCache {
-    /// Inserts or updates a source.
-    pub fn upsert(
-        &self,
-        kind: SourceKind,
-        namespace: &str,
-        name: &str,
-        entry: SourceEntry,
-    ) -> Change {
-        let mut map = self.write();
-        let slot = map.entry(namespace.to_owned()).or_default();
-        match slot.get_mut(&(kind, name.to_owned())) {
-            Some(existing) if existing.digest.is_some() => {
-                let change = if existing.digest != entry.digest {
-                    Change::DataChanged
-                } else if existing.annotations != entry.annotations {
-                    Change::AnnotationsChanged
+/// Watches one source kind in `namespace` (or everywhere) until the process stops.
+pub async fn run<K>(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    kind: SourceKind,
+    hash: fn(&K) -> Digest,
+) where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let mut config = watcher::Config::default();
+    if let Some(selector) = &ctx.settings.resource_selector {
+        config = config.labels(selector);
+    }
+    let keys = [
+        ctx.settings.policy.keys.ignore.clone(),
+        ctx.settings.policy.keys.search_match.clone(),
+    ];
+    let entry = |object: &K, created: bool| SourceEntry {
+        digest: Some(hash(object)),
+        annotations: object
+            .annotations()
+            .iter()
+            .filter(|(k, _)| keys.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        created_while_running: created,
+    };
+    let watched = Watched::Sources(resource_type(kind), namespace.clone());
+    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut fresh: HashMap<(String, String), SourceEntry> = HashMap::new();
+    let mut first = true;
+    let keep_tombstones = ctx.settings.reload_on_delete;
+    let sync_after_restart = ctx.settings.sync_after_restart && ctx.settings.reload_on_create;
+    let resource_type = resource_type(kind);
+    let metrics = &ctx.metrics;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init) => fresh.clear(),
+            Ok(watcher::Event::InitApply(object)) => {
+                metrics.event_received("add", resource_type);
+                let (Some(ns), name) = (object.namespace(), object.name_any()) else {
+                    continue;
+                };
+                // After the first sync, objects new in a relist were created during the gap.
+                let created = if first { sync_after_restart } else { true };
+                fresh.insert((ns, name), entry(&object, created));
+            }
+            Ok(watcher::Event::InitDone) => {
+                let changed = ctx.sources.replace(
+                    kind,
+                    namespace.as_deref(),
+                    std::mem::take(&mut fresh),
+                    keep_tombstones,
+                );
+                if std::mem::replace(&mut first, false) {
+                    ctx.synced(&watched);
                 } else {
-                    Change::NoDataChange
-                };
-                let created = existing.created_while_running;
-                *existing = SourceEntry {
-                    created_while_running: created,
-                    ..entry
-                };
-                change
-            }
-            _ => {
-                slot.insert((kind, name.to_owned()), entry);
-                Change::Created
-            }
-        }
-    }
-
-    /// Removes a source, or turns it into a tombstone when `keep_tombstone`.
-    pub fn remove(&self, kind: SourceKind, namespace: &str, name: &str, keep_tombstone: bool) {
-        let mut map = self.write();
-        let Some(slot) = map.get_mut(namespace) else {
-            return;
-        };
-        let key = (kind, name.to_owned());
-        if keep_tombstone {
-            if let Some(entry) = slot.get_mut(&key) {
-                entry.digest = None;
-            }
-        } else {
-            slot.remove(&key);
-            if slot.is_empty() {
-                map.remove(namespace);
-            }
-        }
-    }
-
-    /// Replaces every entry of `kind` (in `namespace`, or everywhere when `None`) with `fresh`
-    /// after a (re)list, and returns the namespaces where something relevant changed.
-    /// Objects that vanished during a watch gap become tombstones when `keep_tombstones`.
-    pub fn replace(
-        &self,
-        kind: SourceKind,
-        namespace: Option<&str>,
-        mut fresh: HashMap<(String, String), SourceEntry>,
-        keep_tombstones: bool,
-    ) -> Vec<String> {
-        let mut map = self.write();
-        let mut changed = std::collections::BTreeSet::new();
-        for (ns, slot) in map.iter_mut() {
-            if namespace.is_some_and(|n| n != ns) {
-                continue;
-            }
-            slot.retain(|(k, name), entry| {
-                if *k != kind {
-                    return true;
-                }
-                match fresh.remove(&(ns.clone(), name.clone())) {
-                    Some(new) => {
-                        if new.digest != entry.digest || new.annotations != entry.annotations {
-                            changed.insert(ns.clone());
-                        }
-                        let created = entry.created_while_running;
-                        *entry = SourceEntry {
-                            created_while_running: created,
-                            ..new
-                        };
-                        true
-                    }
-                    None if entry.digest.is_none() => keep_tombstones,
-                    None => {
-                        changed.insert(ns.clone());
-                        if keep_tombstones {
-                            entry.digest = None;
-                        }
-                        keep_tombstones
+                    for ns in changed {
+                        ctx.namespace_changed(&ns);
                     }
                 }
-            });
+            }
+            Ok(watcher::Event::Apply(object)) => {
+                let Some(ns) = object.namespace() else {
+                    continue;
+                };
+                let name = object.name_any();
+                let change = ctx.sources.upsert(kind, &ns, &name, entry(&object, true));
+                let event_type = if change == Change::Created {
+                    "add"
+                } else {
+                    "update"
+                };
+                metrics.event_received(event_type, resource_type);
+                if let Some(event_type) = change.data_event() {
+                    notify_webhook(&ctx, event_type, &ns);
+                }
+                if change.is_relevant() {
+                    ctx.source_changed(kind, &ns, &name);
+                } else {
+                    metrics.skipped("no_data_change");
+                }
+                metrics.event_processed(event_type, resource_type, "success");
+            }
+            Ok(watcher::Event::Delete(object)) => {
+                metrics.event_received("delete", resource_type);
+                let Some(ns) = object.namespace() else {
+                    continue;
+                };
+                ctx.sources
+                    .remove(kind, &ns, &object.name_any(), keep_tombstones);
+                notify_webhook(&ctx, "delete", &ns);
+                ctx.source_changed(kind, &ns, &object.name_any());
+                metrics.event_processed("delete", resource_type, "success");
+            }
+            Err(e) => {
+                tracing::warn!(kind = %kind, error = %e, "watch error; retrying with backoff")
+            }
         }
-        for ((ns, name), entry) in fresh {
-            changed.insert(ns.clone());
-            map.entry(ns).or_default().insert((kind, name), entry);
-        }
-        map.retain(|_, slot| !slot.is_empty());
-        changed.into_iter().collect()
-    }
-
-    /// A copy of the sources of one namespace (small: digests and two annotations each).
-    pub fn namespace(&self, namespace: &str) -> Vec<((SourceKind, String), SourceEntry)> {
-        self.read()
-            .get(namespace)
-            .map(|slot| slot.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default()
-    }
-
-    /// One source's entry.
-    pub fn get(&self, kind: SourceKind, namespace: &str, name: &str) -> Option<SourceEntry> {
-        self.read()
-            .get(namespace)
-            .and_then(|slot| slot.get(&(kind, name.to_owned())))
-            .cloned()
-    }
-
-    /// Number of live (non-tombstone) sources, for metrics and tests.
-    pub fn len(&self) -> usize {
-        self.read()
-            .values()
-            .map(|slot| slot.values().filter(|e| e.digest.is_some()).count())
-            .sum()
-    }
-
-    /// Whether the cache holds no live source.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, NamespaceSources>> {
-        self.by_namespace
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, NamespaceSources>> {
-        self.by_namespace
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(digest: &str) -> SourceEntry {
-        SourceEntry {
-            digest: Digest::parse(&digest.repeat(40)[..40]),
-            annotations: BTreeMap::new(),
-            created_while_running: false,
-        }
+/// Upstream's webhook mode: one POST per qualifying change (an update with new data; a
+/// create or delete when `--reload-on-create` / `--reload-on-delete` are on), from the
+/// leader only, without looking at workloads.
+pub fn notify_webhook(ctx: &Context, event_type: &str, namespace: &str) {
+    let outbound = &ctx.report.outbound;
+    let (Some(url), Some(notifier)) = (&outbound.webhook_url, &outbound.notifier) else {
+        return;
+    };
+    let qualifies = match event_type {
+        "add" => ctx.settings.reload_on_create && ctx.sync.sources_synced(),
+        "delete" => ctx.settings.reload_on_delete,
+        _ => true,
+    };
+    if !qualifies || !ctx.filter.allows(namespace) {
+        return;
     }
-
-    #[test]
-    fn upsert_reports_data_changes_only() {
-        let cache = SourceCache::default();
-        assert_eq!(
-            cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("1")),
-            Change::Created
-        );
-        assert_eq!(
-            cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("1")),
-            Change::NoDataChange
-        );
-        assert_eq!(
-            cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("2")),
-            Change::DataChanged
-        );
-        let mut annotated = entry("2");
-        annotated
-            .annotations
-            .insert("reloader.stakater.com/match".into(), "true".into());
-        assert_eq!(
-            cache.upsert(SourceKind::ConfigMap, "ns", "a", annotated),
-            Change::AnnotationsChanged
-        );
-        assert_eq!(cache.len(), 1);
+    if ctx.leadership.write_state() != WriteState::Allowed {
+        tracing::debug!("not the leader; the leader calls the webhook");
+        return;
     }
-
-    #[test]
-    fn replace_after_relist_finds_changes_and_vanished_objects() {
-        let cache = SourceCache::default();
-        cache.upsert(SourceKind::ConfigMap, "a", "same", entry("1"));
-        cache.upsert(SourceKind::ConfigMap, "b", "gone", entry("1"));
-        cache.upsert(SourceKind::Secret, "c", "other-kind", entry("1"));
-        let fresh = HashMap::from([
-            (("a".to_owned(), "same".to_owned()), entry("1")),
-            (("d".to_owned(), "new".to_owned()), entry("3")),
-        ]);
-        let changed = cache.replace(SourceKind::ConfigMap, None, fresh, false);
-        assert_eq!(changed, vec!["b".to_owned(), "d".to_owned()]);
-        assert_eq!(cache.namespace("b"), vec![]);
-        assert_eq!(cache.namespace("c").len(), 1, "other kinds untouched");
-    }
-
-    #[test]
-    fn tombstones_for_reload_on_delete() {
-        let cache = SourceCache::default();
-        cache.upsert(SourceKind::Secret, "ns", "s", entry("1"));
-        cache.remove(SourceKind::Secret, "ns", "s", true);
-        assert_eq!(cache.namespace("ns")[0].1.digest, None);
-        assert_eq!(cache.len(), 0);
-        assert_eq!(
-            cache.upsert(SourceKind::Secret, "ns", "s", entry("2")),
-            Change::Created,
-            "a tombstone coming back is a creation"
-        );
-    }
+    notifier.send(notify::webhook(url));
 }

@@ -1,208 +1,51 @@
-//! Projections of the workloads we may reload: only what a decision and a patch need.
+//! Workload watchers: one generic watch loop per kind and namespace that keeps the workload
+//! store current, decodes tolerantly (one object that does not fit our types is reported and
+//! skipped, it never fails the list), and tells the reconciler what changed.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::borrow::Cow;
+use std::fmt::Debug;
+use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job, JobTemplateSpec};
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::patch::{POD_TEMPLATE, TemplatePath};
-use crate::model::policy::WorkloadKind;
-use crate::watch::custom::{DeploymentConfig, Rollout};
+use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
+use crate::reconcile::Context;
+use crate::reconcile::sync::Watched;
 
-/// Identity of a workload.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WorkloadKey {
-    /// Its kind.
-    pub kind: WorkloadKind,
-    /// Its namespace.
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-}
-
-impl std::fmt::Display for WorkloadKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
-    }
-}
-
-/// What we keep of a workload.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkloadView {
-    /// Identity.
-    pub key: WorkloadKey,
-    /// UID, for Event references.
-    pub uid: String,
-    /// `metadata.annotations`.
-    pub annotations: BTreeMap<String, String>,
-    /// Pod template annotations.
-    pub template_annotations: BTreeMap<String, String>,
-    /// Pod template spec (containers, volumes).
-    pub pod_spec: PodSpec,
-    /// CronJobs only: the job template, from which a reload creates a Job.
-    pub job_template: Option<JobTemplateSpec>,
-    /// Jobs only: the Job itself (without status and managed fields), from which a reload
-    /// re-creates it.
-    pub job: Option<Box<Job>>,
-    /// Deployments only: `spec.paused`.
-    pub paused: bool,
-    /// Rollouts only: the Deployment named by `spec.workloadRef`, whose pod template the
-    /// Rollout runs (`Err` holds an unsupported reference, reported to the user).
-    pub workload_ref: Option<Result<String, String>>,
-}
-
-impl WorkloadView {
-    /// The pod template's container names, in order (what `Change::container` indexes).
-    pub fn container_names(&self) -> Vec<&str> {
-        self.pod_spec
-            .containers
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect()
-    }
-
-    /// The pod template as we hold it (spec and annotations; labels are not kept).
-    pub fn template(&self) -> PodTemplateSpec {
-        PodTemplateSpec {
-            metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                annotations: Some(self.template_annotations.clone()),
-                ..Default::default()
-            }),
-            spec: Some(self.pod_spec.clone()),
-        }
-    }
-}
-
-/// A workload kind we watch, with where its pod template lives.
+/// A workload kind we watch: its Kubernetes type and how it projects into a [`WorkloadView`].
 pub trait WorkloadResource:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
     + Clone
     + DeserializeOwned
-    + std::fmt::Debug
+    + Serialize
+    + Debug
     + Send
     + Sync
     + 'static
 {
     /// The kind.
     const KIND: WorkloadKind;
-    /// Path of the pod template for patches.
-    const TEMPLATE_PATH: TemplatePath;
     /// Whether the API server takes strategic-merge patches for it (built-in kinds do,
     /// custom resources do not).
     const STRATEGIC: bool = true;
     /// The pod template.
     fn template(&self) -> Option<&PodTemplateSpec>;
-    /// The job template (CronJobs only).
-    fn job_template(&self) -> Option<&JobTemplateSpec> {
-        None
-    }
-    /// The Job to keep for re-creation (Jobs only).
-    fn job(&self) -> Option<Job> {
-        None
-    }
-    /// `spec.paused` (Deployments only).
-    fn paused(&self) -> bool {
-        false
-    }
-    /// `spec.workloadRef` (Rollouts only): the Deployment's name, or why it is unsupported.
-    fn workload_ref(&self) -> Option<Result<String, String>> {
-        None
-    }
-}
-
-impl WorkloadResource for Deployment {
-    const KIND: WorkloadKind = WorkloadKind::Deployment;
-    const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-    fn paused(&self) -> bool {
-        self.spec.as_ref().and_then(|s| s.paused).unwrap_or(false)
-    }
-}
-
-impl WorkloadResource for Job {
-    const KIND: WorkloadKind = WorkloadKind::Job;
-    const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-    fn job(&self) -> Option<Job> {
-        let mut job = self.clone();
-        job.status = None;
-        job.metadata.managed_fields = None;
-        Some(job)
-    }
-}
-
-impl WorkloadResource for Rollout {
-    const KIND: WorkloadKind = WorkloadKind::Rollout;
-    const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
-    const STRATEGIC: bool = false;
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().and_then(|s| s.template.as_ref())
-    }
-    fn workload_ref(&self) -> Option<Result<String, String>> {
-        let reference = self.spec.as_ref()?.workload_ref.as_ref()?;
-        let kind = reference.kind.as_deref().unwrap_or_default();
-        match (&reference.name, kind) {
-            (Some(name), "Deployment") if !name.is_empty() => Some(Ok(name.clone())),
-            (name, kind) => Some(Err(format!(
-                "spec.workloadRef names {kind:?} {:?}; kube-reloader follows workloadRef to a Deployment only",
-                name.as_deref().unwrap_or_default()
-            ))),
-        }
-    }
-}
-
-impl WorkloadResource for DeploymentConfig {
-    const KIND: WorkloadKind = WorkloadKind::DeploymentConfig;
-    const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
-    const STRATEGIC: bool = false;
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().and_then(|s| s.template.as_ref())
-    }
-}
-
-impl WorkloadResource for StatefulSet {
-    const KIND: WorkloadKind = WorkloadKind::StatefulSet;
-    const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-}
-
-impl WorkloadResource for DaemonSet {
-    const KIND: WorkloadKind = WorkloadKind::DaemonSet;
-    const TEMPLATE_PATH: TemplatePath = POD_TEMPLATE;
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref().map(|s| &s.template)
-    }
-}
-
-/// Pod template path of CronJobs.
-pub const CRONJOB_TEMPLATE: TemplatePath = &["spec", "jobTemplate", "spec", "template"];
-
-impl WorkloadResource for CronJob {
-    const KIND: WorkloadKind = WorkloadKind::CronJob;
-    const TEMPLATE_PATH: TemplatePath = CRONJOB_TEMPLATE;
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.job_template.spec.as_ref().map(|s| &s.template)
-    }
-    fn job_template(&self) -> Option<&JobTemplateSpec> {
-        Some(&self.spec.job_template)
-    }
+    /// Fills the kind-specific fields of the projection.
+    fn project_into(&self, _view: &mut WorkloadView) {}
 }
 
 /// Builds the projection; `None` for objects without namespace or name.
 pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
     let meta = object.meta();
     let template = object.template();
-    Some(WorkloadView {
+    let mut view = WorkloadView {
         key: WorkloadKey {
             kind: K::KIND,
             namespace: meta.namespace.clone()?,
@@ -215,11 +58,11 @@ pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
             .and_then(|m| m.annotations.clone())
             .unwrap_or_default(),
         pod_spec: template.and_then(|t| t.spec.clone()).unwrap_or_default(),
-        job_template: object.job_template().cloned(),
-        job: object.job().map(Box::new),
-        paused: object.paused(),
-        workload_ref: object.workload_ref(),
-    })
+        deleting: meta.deletion_timestamp.is_some(),
+        ..WorkloadView::default()
+    };
+    object.project_into(&mut view);
+    Some(view)
 }
 
 /// The object's resourceVersion as a number, when it is one (it is an etcd revision on every
@@ -228,100 +71,217 @@ pub fn resource_version<K: Resource>(object: &K) -> Option<u64> {
     object.meta().resource_version.as_deref()?.parse().ok()
 }
 
-type Entry = (Arc<WorkloadView>, Option<u64>);
-
-/// Every watched workload, by key, with the resourceVersion it was seen at.
-#[derive(Debug, Default)]
-pub struct WorkloadCache {
-    map: RwLock<HashMap<WorkloadKey, Entry>>,
+/// An object as listed or watched: decoded into `K`, or, when it does not fit `K` (a custom
+/// resource with an unexpected field type), its metadata and the decode error.
+#[derive(Debug, Clone)]
+pub struct Lenient<K> {
+    /// The decoded object, or why it could not be decoded.
+    pub object: Result<K, String>,
+    meta: ObjectMeta,
 }
 
-impl WorkloadCache {
-    /// Stores a projection seen at `version`; returns false when nothing we read changed or the
-    /// projection is older than the one held (e.g. a watch event overtaken by our own PATCH's
-    /// response, which is stored at once so the next plan sees what we just wrote).
-    pub fn upsert(&self, view: WorkloadView, version: Option<u64>) -> bool {
-        let mut map = self.write();
-        if let Some((old, old_version)) = map.get_mut(&view.key) {
-            if let (Some(new), Some(held)) = (version, *old_version)
-                && new < held
-            {
-                return false;
+impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        match K::deserialize(&value) {
+            Ok(object) => Ok(Self {
+                object: Ok(object),
+                meta: ObjectMeta::default(),
+            }),
+            Err(error) => {
+                let meta = value
+                    .get("metadata")
+                    .and_then(|m| ObjectMeta::deserialize(m).ok())
+                    .unwrap_or_default();
+                Ok(Self {
+                    object: Err(error.to_string()),
+                    meta,
+                })
             }
-            if **old == view {
-                *old_version = version.or(*old_version);
-                return false;
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        match &self.object {
+            Ok(object) => object.meta(),
+            Err(_) => &self.meta,
+        }
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        match &mut self.object {
+            Ok(object) => object.meta_mut(),
+            Err(_) => &mut self.meta,
+        }
+    }
+}
+
+/// What one watch event means for the store.
+enum Seen {
+    View(Box<WorkloadView>, Option<u64>),
+    Undecodable(WorkloadKey),
+    Nameless,
+}
+
+async fn seen<K: WorkloadResource>(ctx: &Context, object: &Lenient<K>) -> Seen {
+    match &object.object {
+        Ok(decoded) => match project(decoded) {
+            Some(view) => Seen::View(Box::new(view), resource_version(decoded)),
+            None => Seen::Nameless,
+        },
+        Err(error) => {
+            let meta = &object.meta;
+            let (Some(namespace), Some(name)) = (meta.namespace.clone(), meta.name.clone()) else {
+                return Seen::Nameless;
+            };
+            let key = WorkloadKey {
+                kind: K::KIND,
+                namespace,
+                name,
+            };
+            ctx.report
+                .undecodable(&key, meta, &K::api_version(&()), error)
+                .await;
+            Seen::Undecodable(key)
+        }
+    }
+}
+
+/// Watches one kind in `namespace` (or everywhere) until the process stops. Returns only when
+/// the API stops serving the kind (its CRD was removed), which the supervisor reports.
+pub async fn run<K: WorkloadResource>(ctx: Arc<Context>, namespace: Option<String>) {
+    let api: Api<Lenient<K>> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let watched = Watched::Kind(K::KIND, namespace.clone());
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut fresh = Vec::new();
+    let mut first = true;
+    let mut missing_api = 0u32;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init) => fresh.clear(),
+            Ok(watcher::Event::InitApply(object)) => {
+                missing_api = 0;
+                if let Seen::View(view, version) = seen(&ctx, &object).await {
+                    ctx.kinds.observe(&view, true);
+                    fresh.push((*view, version));
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                missing_api = 0;
+                let keys: Vec<WorkloadKey> = fresh.iter().map(|(v, _)| v.key.clone()).collect();
+                ctx.workloads
+                    .replace(K::KIND, namespace.as_deref(), std::mem::take(&mut fresh));
+                if std::mem::replace(&mut first, false) {
+                    ctx.synced(&watched);
+                } else {
+                    for key in keys {
+                        ctx.enqueue(key);
+                    }
+                }
+            }
+            Ok(watcher::Event::Apply(object)) => match seen(&ctx, &object).await {
+                Seen::View(view, version) => {
+                    ctx.kinds.observe(&view, true);
+                    let key = view.key.clone();
+                    if ctx.workloads.upsert(*view, version) {
+                        ctx.workload_changed(&key);
+                    }
+                }
+                Seen::Undecodable(key) => ctx.workloads.forget(&key),
+                Seen::Nameless => {}
+            },
+            Ok(watcher::Event::Delete(object)) => {
+                if let Ok(decoded) = &object.object
+                    && let Some(view) = project(decoded)
+                {
+                    ctx.kinds.observe(&view, false);
+                    ctx.workloads.remove(&view.key, &view.uid);
+                    // A kind may hold work for it (a Job to create in place of this one).
+                    ctx.enqueue(view.key.clone());
+                }
+            }
+            Err(e) => {
+                if is_not_served(&e) {
+                    missing_api += 1;
+                    // A CRD removed while we run: the kind is gone until a restart
+                    // rediscovers the APIs. Exit, so the supervisor fails /live.
+                    if missing_api >= 3 {
+                        tracing::error!(
+                            kind = K::KIND.as_str(),
+                            "the API server no longer serves {}; stopping its watch (restart \
+                             kube-reloader after reinstalling the API, or to stop watching it)",
+                            K::plural(&())
+                        );
+                        return;
+                    }
+                }
+                tracing::warn!(kind = K::KIND.as_str(), error = %e, "watch error; retrying with backoff")
             }
         }
-        map.insert(view.key.clone(), (Arc::new(view), version));
-        true
     }
+}
 
-    /// Forgets a workload, unless the one held is a newer object of the same name (a Job we
-    /// re-created before the watch reported the old one's deletion).
-    pub fn remove(&self, key: &WorkloadKey, uid: &str) {
-        let mut map = self.write();
-        if map.get(key).is_some_and(|(view, _)| view.uid == uid) {
-            map.remove(key);
-        }
+/// Whether a watch error says the resource is not served (404 on the list or watch).
+fn is_not_served(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code == 404,
+        _ => false,
     }
+}
 
-    /// One workload with the resourceVersion it was seen at.
-    pub fn get_versioned(&self, key: &WorkloadKey) -> Option<(Arc<WorkloadView>, Option<u64>)> {
-        self.read().get(key).cloned()
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use serde_json::json;
 
-    /// Replaces all workloads of `kind` (in `namespace`, or everywhere) after a (re)list.
-    pub fn replace(
-        &self,
-        kind: WorkloadKind,
-        namespace: Option<&str>,
-        fresh: Vec<(WorkloadView, Option<u64>)>,
-    ) {
-        let mut map = self.write();
-        map.retain(|key, _| key.kind != kind || namespace.is_some_and(|n| n != key.namespace));
-        for (view, version) in fresh {
-            map.insert(view.key.clone(), (Arc::new(view), version));
-        }
-    }
-
-    /// One workload.
-    pub fn get(&self, key: &WorkloadKey) -> Option<Arc<WorkloadView>> {
-        self.read().get(key).map(|(view, _)| view.clone())
-    }
-
-    /// The workloads in `namespace`.
-    pub fn views_in(&self, namespace: &str) -> Vec<Arc<WorkloadView>> {
-        self.read()
-            .iter()
-            .filter(|(k, _)| k.namespace == namespace)
-            .map(|(_, (view, _))| view.clone())
-            .collect()
-    }
-
-    /// Keys of the workloads in `namespace`.
-    pub fn keys_in(&self, namespace: &str) -> Vec<WorkloadKey> {
-        self.read()
-            .keys()
-            .filter(|k| k.namespace == namespace)
-            .cloned()
-            .collect()
-    }
-
-    /// All keys.
-    pub fn keys(&self) -> Vec<WorkloadKey> {
-        self.read().keys().cloned().collect()
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<WorkloadKey, Entry>> {
-        self.map
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<WorkloadKey, Entry>> {
-        self.map
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    #[test]
+    fn lenient_keeps_the_metadata_of_an_object_that_does_not_decode() {
+        let good: Lenient<Deployment> = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "team"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": []}}}
+        }))
+        .unwrap();
+        assert!(good.object.is_ok());
+        assert_eq!(good.meta().name.as_deref(), Some("web"));
+        let bad: Lenient<Deployment> = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "broken", "namespace": "team", "uid": "u1"},
+            "spec": {"template": "not an object"}
+        }))
+        .unwrap();
+        assert!(bad.object.is_err());
+        assert_eq!(bad.meta().uid.as_deref(), Some("u1"));
+        let list: kube::core::ObjectList<Lenient<Deployment>> = serde_json::from_value(json!({
+            "metadata": {}, "items": [
+                {"metadata": {"name": "a", "namespace": "n"}, "spec": {"selector": {}, "template": {}}},
+                {"metadata": {"name": "b", "namespace": "n"}, "spec": 7}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(list.items.len(), 2, "one bad item does not fail the list");
+        assert_eq!(Lenient::<Deployment>::plural(&()), "deployments");
     }
 }

@@ -64,7 +64,7 @@ async fn cronjob_change_creates_one_job_per_change_even_with_retries() {
             .metadata
             .annotations
             .unwrap_or_default()
-            .contains_key(kube_reloader::model::plan::LEDGER_ANNOTATION);
+            .contains_key(kube_reloader::model::ledger::LEDGER_ANNOTATION);
         if recorded {
             Ok(())
         } else {
@@ -157,7 +157,7 @@ async fn cronjob_change_creates_one_job_per_change_even_with_retries() {
             .metadata
             .annotations
             .unwrap_or_default()
-            .get(kube_reloader::model::plan::LEDGER_ANNOTATION)
+            .get(kube_reloader::model::ledger::LEDGER_ANNOTATION)
             .cloned()
             .unwrap_or_default();
         if ledger.contains(&sha1("v=3")) {

@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event, PodTemplateSpec};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use kube_reloader::model::digest;
-use kube_reloader::model::plan::LEDGER_ANNOTATION;
+use kube_reloader::model::ledger::LEDGER_ANNOTATION;
 use kube_reloader_testenv::{ClusterInfo, Tier};
 use serde_json::{Value, json};
 

@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube_reloader::model::plan::LEDGER_ANNOTATION;
+use kube_reloader::model::ledger::LEDGER_ANNOTATION;
 use kube_reloader_testenv::{ControlPlane, Tier};
 use serde_json::{Value, json};
 

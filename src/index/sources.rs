@@ -1,0 +1,268 @@
+//! The digest-only source cache. A ConfigMap or Secret is hashed the moment it arrives and only
+//! `{digest, the two annotations a decision reads}` is kept: memory does not grow with data size,
+//! and Secret bytes are never stored.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::model::digest::SourceKind;
+pub use crate::model::source::{NamespaceSources, SourceEntry};
+
+/// What a change to the cache means for workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// New (or back after a deletion): workloads must be re-planned.
+    Created,
+    /// Its data changed: workloads must be re-planned.
+    DataChanged,
+    /// Only an annotation the decision reads (ignore, match) changed: workloads must be
+    /// re-planned, but it is no data change (no webhook).
+    AnnotationsChanged,
+    /// Only metadata the decision does not read changed (upstream's `no_data_change`).
+    NoDataChange,
+}
+
+impl Change {
+    /// Whether workloads must be re-planned.
+    pub fn is_relevant(self) -> bool {
+        self != Change::NoDataChange
+    }
+
+    /// Upstream's event type of a relevant change with new data: "add" or "update".
+    pub fn data_event(self) -> Option<&'static str> {
+        match self {
+            Change::Created => Some("add"),
+            Change::DataChanged => Some("update"),
+            Change::AnnotationsChanged | Change::NoDataChange => None,
+        }
+    }
+}
+
+/// All sources in scope, by namespace.
+#[derive(Debug, Default)]
+pub struct SourceCache {
+    by_namespace: RwLock<HashMap<String, NamespaceSources>>,
+}
+
+impl SourceCache {
+    /// Inserts or updates a source.
+    pub fn upsert(
+        &self,
+        kind: SourceKind,
+        namespace: &str,
+        name: &str,
+        entry: SourceEntry,
+    ) -> Change {
+        let mut map = self.write();
+        let slot = map.entry(namespace.to_owned()).or_default();
+        match slot.get_mut(&(kind, name.to_owned())) {
+            Some(existing) if existing.digest.is_some() => {
+                let change = if existing.digest != entry.digest {
+                    Change::DataChanged
+                } else if existing.annotations != entry.annotations {
+                    Change::AnnotationsChanged
+                } else {
+                    Change::NoDataChange
+                };
+                let created = existing.created_while_running;
+                *existing = SourceEntry {
+                    created_while_running: created,
+                    ..entry
+                };
+                change
+            }
+            _ => {
+                slot.insert((kind, name.to_owned()), entry);
+                Change::Created
+            }
+        }
+    }
+
+    /// Removes a source, or turns it into a tombstone when `keep_tombstone`.
+    pub fn remove(&self, kind: SourceKind, namespace: &str, name: &str, keep_tombstone: bool) {
+        let mut map = self.write();
+        let Some(slot) = map.get_mut(namespace) else {
+            return;
+        };
+        let key = (kind, name.to_owned());
+        if keep_tombstone {
+            if let Some(entry) = slot.get_mut(&key) {
+                entry.digest = None;
+            }
+        } else {
+            slot.remove(&key);
+            if slot.is_empty() {
+                map.remove(namespace);
+            }
+        }
+    }
+
+    /// Replaces every entry of `kind` (in `namespace`, or everywhere when `None`) with `fresh`
+    /// after a (re)list, and returns the namespaces where something relevant changed.
+    /// Objects that vanished during a watch gap become tombstones when `keep_tombstones`.
+    pub fn replace(
+        &self,
+        kind: SourceKind,
+        namespace: Option<&str>,
+        mut fresh: HashMap<(String, String), SourceEntry>,
+        keep_tombstones: bool,
+    ) -> Vec<String> {
+        let mut map = self.write();
+        let mut changed = std::collections::BTreeSet::new();
+        for (ns, slot) in map.iter_mut() {
+            if namespace.is_some_and(|n| n != ns) {
+                continue;
+            }
+            slot.retain(|(k, name), entry| {
+                if *k != kind {
+                    return true;
+                }
+                match fresh.remove(&(ns.clone(), name.clone())) {
+                    Some(new) => {
+                        if new.digest != entry.digest || new.annotations != entry.annotations {
+                            changed.insert(ns.clone());
+                        }
+                        let created = entry.created_while_running;
+                        *entry = SourceEntry {
+                            created_while_running: created,
+                            ..new
+                        };
+                        true
+                    }
+                    None if entry.digest.is_none() => keep_tombstones,
+                    None => {
+                        changed.insert(ns.clone());
+                        if keep_tombstones {
+                            entry.digest = None;
+                        }
+                        keep_tombstones
+                    }
+                }
+            });
+        }
+        for ((ns, name), entry) in fresh {
+            changed.insert(ns.clone());
+            map.entry(ns).or_default().insert((kind, name), entry);
+        }
+        map.retain(|_, slot| !slot.is_empty());
+        changed.into_iter().collect()
+    }
+
+    /// Runs `f` on the sources of one namespace, under the read lock (no copy).
+    pub fn with_namespace<T>(&self, namespace: &str, f: impl FnOnce(&NamespaceSources) -> T) -> T {
+        static EMPTY: NamespaceSources = NamespaceSources::new();
+        let map = self.read();
+        f(map.get(namespace).unwrap_or(&EMPTY))
+    }
+
+    /// A copy of the sources of one namespace (tests and diagnostics).
+    pub fn namespace(&self, namespace: &str) -> Vec<((SourceKind, String), SourceEntry)> {
+        self.with_namespace(namespace, |slot| {
+            slot.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        })
+    }
+
+    /// One source's entry.
+    pub fn get(&self, kind: SourceKind, namespace: &str, name: &str) -> Option<SourceEntry> {
+        self.read()
+            .get(namespace)
+            .and_then(|slot| slot.get(&(kind, name.to_owned())))
+            .cloned()
+    }
+
+    /// Number of live (non-tombstone) sources, for metrics and tests.
+    pub fn len(&self) -> usize {
+        self.read()
+            .values()
+            .map(|slot| slot.values().filter(|e| e.digest.is_some()).count())
+            .sum()
+    }
+
+    /// Whether the cache holds no live source.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, NamespaceSources>> {
+        self.by_namespace
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, NamespaceSources>> {
+        self.by_namespace
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::digest::Digest;
+    use std::collections::BTreeMap;
+
+    fn entry(digest: &str) -> SourceEntry {
+        SourceEntry {
+            digest: Digest::parse(&digest.repeat(40)[..40]),
+            annotations: BTreeMap::new(),
+            created_while_running: false,
+        }
+    }
+
+    #[test]
+    fn upsert_reports_data_changes_only() {
+        let cache = SourceCache::default();
+        assert_eq!(
+            cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("1")),
+            Change::Created
+        );
+        assert_eq!(
+            cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("1")),
+            Change::NoDataChange
+        );
+        assert_eq!(
+            cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("2")),
+            Change::DataChanged
+        );
+        let mut annotated = entry("2");
+        annotated
+            .annotations
+            .insert("reloader.stakater.com/match".into(), "true".into());
+        assert_eq!(
+            cache.upsert(SourceKind::ConfigMap, "ns", "a", annotated),
+            Change::AnnotationsChanged
+        );
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn replace_after_relist_finds_changes_and_vanished_objects() {
+        let cache = SourceCache::default();
+        cache.upsert(SourceKind::ConfigMap, "a", "same", entry("1"));
+        cache.upsert(SourceKind::ConfigMap, "b", "gone", entry("1"));
+        cache.upsert(SourceKind::Secret, "c", "other-kind", entry("1"));
+        let fresh = HashMap::from([
+            (("a".to_owned(), "same".to_owned()), entry("1")),
+            (("d".to_owned(), "new".to_owned()), entry("3")),
+        ]);
+        let changed = cache.replace(SourceKind::ConfigMap, None, fresh, false);
+        assert_eq!(changed, vec!["b".to_owned(), "d".to_owned()]);
+        assert_eq!(cache.namespace("b"), vec![]);
+        assert_eq!(cache.namespace("c").len(), 1, "other kinds untouched");
+    }
+
+    #[test]
+    fn tombstones_for_reload_on_delete() {
+        let cache = SourceCache::default();
+        cache.upsert(SourceKind::Secret, "ns", "s", entry("1"));
+        cache.remove(SourceKind::Secret, "ns", "s", true);
+        assert_eq!(cache.namespace("ns")[0].1.digest, None);
+        assert_eq!(cache.len(), 0);
+        assert_eq!(
+            cache.upsert(SourceKind::Secret, "ns", "s", entry("2")),
+            Change::Created,
+            "a tombstone coming back is a creation"
+        );
+    }
+}

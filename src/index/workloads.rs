@@ -1,0 +1,520 @@
+//! Every watched workload, by namespace, with the indexes a source event needs: which
+//! workloads name or reference a source, which have pattern items (and so may match any source
+//! of a kind), and which Rollouts follow a Deployment. A source event costs O(workloads that
+//! can track it), not O(all workloads).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use crate::model::digest::SourceKind;
+use crate::model::interest::Interest;
+use crate::model::policy::Policy;
+use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
+
+/// One stored workload: its projection, the resourceVersion it was seen at, its interest.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The projection.
+    pub view: Arc<WorkloadView>,
+    /// Its resourceVersion, when numeric.
+    pub version: Option<u64>,
+    /// What it could track.
+    pub interest: Arc<Interest>,
+}
+
+type Local = (WorkloadKind, String);
+
+#[derive(Debug, Default)]
+struct Namespace {
+    workloads: HashMap<Local, Stored>,
+    named: HashMap<(SourceKind, String), BTreeSet<Local>>,
+    scans: HashMap<SourceKind, BTreeSet<Local>>,
+    followers: HashMap<String, BTreeSet<String>>,
+}
+
+impl Namespace {
+    fn index(&mut self, local: &Local, interest: &Interest) {
+        for source in interest.names() {
+            self.named
+                .entry(source.clone())
+                .or_default()
+                .insert(local.clone());
+        }
+        for kind in &interest.scans {
+            self.scans.entry(*kind).or_default().insert(local.clone());
+        }
+        if let Some(deployment) = &interest.follows {
+            self.followers
+                .entry(deployment.clone())
+                .or_default()
+                .insert(local.1.clone());
+        }
+    }
+
+    fn unindex(&mut self, local: &Local, interest: &Interest) {
+        for source in interest.names() {
+            if let Some(set) = self.named.get_mut(source) {
+                set.remove(local);
+                if set.is_empty() {
+                    self.named.remove(source);
+                }
+            }
+        }
+        for kind in &interest.scans {
+            if let Some(set) = self.scans.get_mut(kind) {
+                set.remove(local);
+            }
+        }
+        if let Some(deployment) = &interest.follows
+            && let Some(set) = self.followers.get_mut(deployment)
+        {
+            set.remove(&local.1);
+            if set.is_empty() {
+                self.followers.remove(deployment);
+            }
+        }
+    }
+
+    fn insert(&mut self, local: Local, stored: Stored) {
+        if let Some(old) = self.workloads.remove(&local) {
+            self.unindex(&local, &old.interest);
+        }
+        self.index(&local, &stored.interest);
+        self.workloads.insert(local, stored);
+    }
+
+    fn remove(&mut self, local: &Local) {
+        if let Some(old) = self.workloads.remove(local) {
+            self.unindex(local, &old.interest);
+        }
+    }
+}
+
+/// The workload store.
+#[derive(Debug, Default)]
+pub struct WorkloadStore {
+    policy: Policy,
+    namespaces: RwLock<HashMap<String, Namespace>>,
+}
+
+impl WorkloadStore {
+    /// An empty store whose interests follow `policy`.
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            namespaces: RwLock::default(),
+        }
+    }
+
+    fn stored(&self, view: WorkloadView, version: Option<u64>) -> Stored {
+        let interest = Arc::new(Interest::of(&view, &self.policy));
+        Stored {
+            view: Arc::new(view),
+            version,
+            interest,
+        }
+    }
+
+    /// Stores a projection seen at `version`; returns false when nothing we read changed or the
+    /// projection is older than the one held (e.g. a watch event overtaken by our own write's
+    /// response, which is stored at once so the next plan sees what we just wrote).
+    pub fn upsert(&self, view: WorkloadView, version: Option<u64>) -> bool {
+        let local = (view.key.kind, view.key.name.clone());
+        let namespace = view.key.namespace.clone();
+        {
+            let mut map = self.write();
+            if let Some(held) = map
+                .get_mut(&namespace)
+                .and_then(|ns| ns.workloads.get_mut(&local))
+            {
+                if let (Some(new), Some(old)) = (version, held.version)
+                    && new < old
+                {
+                    return false;
+                }
+                if *held.view == view {
+                    held.version = version.or(held.version);
+                    return false;
+                }
+            }
+        }
+        // Interest (pattern compilation) is computed outside the lock.
+        let stored = self.stored(view, version);
+        self.write()
+            .entry(namespace)
+            .or_default()
+            .insert(local, stored);
+        true
+    }
+
+    /// Forgets a workload, unless the one held is a newer object of the same name (a Job we
+    /// re-created before the watch reported the old one's deletion).
+    pub fn remove(&self, key: &WorkloadKey, uid: &str) {
+        let mut map = self.write();
+        let Some(ns) = map.get_mut(&key.namespace) else {
+            return;
+        };
+        let local = (key.kind, key.name.clone());
+        if ns.workloads.get(&local).is_some_and(|s| s.view.uid == uid) {
+            ns.remove(&local);
+        }
+    }
+
+    /// Forgets a workload whatever its UID (an object that no longer decodes).
+    pub fn forget(&self, key: &WorkloadKey) {
+        if let Some(ns) = self.write().get_mut(&key.namespace) {
+            ns.remove(&(key.kind, key.name.clone()));
+        }
+    }
+
+    /// Replaces all workloads of `kind` (in `namespace`, or everywhere) after a (re)list.
+    pub fn replace(
+        &self,
+        kind: WorkloadKind,
+        namespace: Option<&str>,
+        fresh: Vec<(WorkloadView, Option<u64>)>,
+    ) {
+        let fresh: Vec<Stored> = fresh
+            .into_iter()
+            .map(|(view, version)| self.stored(view, version))
+            .collect();
+        let mut map = self.write();
+        for (name, ns) in map.iter_mut() {
+            if namespace.is_some_and(|n| n != name) {
+                continue;
+            }
+            let gone: Vec<Local> = ns
+                .workloads
+                .keys()
+                .filter(|(k, _)| *k == kind)
+                .cloned()
+                .collect();
+            for local in gone {
+                ns.remove(&local);
+            }
+        }
+        for stored in fresh {
+            let key = &stored.view.key;
+            let local = (key.kind, key.name.clone());
+            map.entry(key.namespace.clone())
+                .or_default()
+                .insert(local, stored);
+        }
+    }
+
+    /// One workload.
+    pub fn get(&self, key: &WorkloadKey) -> Option<Stored> {
+        self.read()
+            .get(&key.namespace)?
+            .workloads
+            .get(&(key.kind, key.name.clone()))
+            .cloned()
+    }
+
+    /// The workloads that may track source `kind/name` of `namespace`: those whose interest
+    /// names it, those with pattern items for its kind, and the Rollouts following a
+    /// Deployment among them.
+    pub fn candidates(&self, namespace: &str, kind: SourceKind, name: &str) -> Vec<Stored> {
+        let map = self.read();
+        let Some(ns) = map.get(namespace) else {
+            return Vec::new();
+        };
+        let mut locals: BTreeSet<&Local> = BTreeSet::new();
+        if let Some(named) = ns.named.get(&(kind, name.to_owned())) {
+            locals.extend(named);
+        }
+        if let Some(scans) = ns.scans.get(&kind) {
+            locals.extend(scans);
+        }
+        let mut found: Vec<Stored> = Vec::with_capacity(locals.len());
+        let mut followers = BTreeSet::new();
+        for local in locals {
+            if local.0 == WorkloadKind::Deployment
+                && let Some(rollouts) = ns.followers.get(&local.1)
+            {
+                followers.extend(rollouts.iter().cloned());
+            }
+            if let Some(stored) = ns.workloads.get(local) {
+                found.push(stored.clone());
+            }
+        }
+        for rollout in followers {
+            let local = (WorkloadKind::Rollout, rollout);
+            if let Some(stored) = ns.workloads.get(&local)
+                && !found
+                    .iter()
+                    .any(|s| s.view.key.kind == local.0 && s.view.key.name == local.1)
+            {
+                found.push(stored.clone());
+            }
+        }
+        found
+    }
+
+    /// The Rollouts whose `workloadRef` names Deployment `deployment`.
+    pub fn followers(&self, deployment: &WorkloadKey) -> Vec<WorkloadKey> {
+        self.read()
+            .get(&deployment.namespace)
+            .and_then(|ns| ns.followers.get(&deployment.name))
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|name| WorkloadKey {
+                        kind: WorkloadKind::Rollout,
+                        namespace: deployment.namespace.clone(),
+                        name: name.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Keys of the workloads of `kind`.
+    pub fn keys_of(&self, kind: WorkloadKind) -> Vec<WorkloadKey> {
+        self.keys_where(|k| k.kind == kind)
+    }
+
+    /// Keys of the workloads in `namespace`.
+    pub fn keys_in(&self, namespace: &str) -> Vec<WorkloadKey> {
+        self.read()
+            .get(namespace)
+            .map(|ns| ns.workloads.values().map(|s| s.view.key.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Keys of the workloads `keep` accepts.
+    pub fn keys_where(&self, keep: impl Fn(&WorkloadKey) -> bool) -> Vec<WorkloadKey> {
+        self.read()
+            .values()
+            .flat_map(|ns| ns.workloads.values().map(|s| &s.view.key))
+            .filter(|k| keep(k))
+            .cloned()
+            .collect()
+    }
+
+    /// How many workloads of each kind are stored (diagnostics).
+    pub fn count_by_kind(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for ns in self.read().values() {
+            for (kind, _) in ns.workloads.keys() {
+                *counts.entry(kind.as_str()).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// Number of stored workloads.
+    pub fn len(&self) -> usize {
+        self.read().values().map(|ns| ns.workloads.len()).sum()
+    }
+
+    /// Whether no workload is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Namespace>> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Namespace>> {
+        self.namespaces
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view(
+        kind: WorkloadKind,
+        ns: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+        spec: serde_json::Value,
+    ) -> WorkloadView {
+        WorkloadView {
+            key: WorkloadKey {
+                kind,
+                namespace: ns.into(),
+                name: name.into(),
+            },
+            uid: format!("uid-{name}"),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            pod_spec: serde_json::from_value(spec).unwrap(),
+            ..WorkloadView::default()
+        }
+    }
+
+    fn names(found: &[Stored]) -> Vec<String> {
+        let mut names: Vec<String> = found.iter().map(|s| s.view.key.name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    const CM: SourceKind = SourceKind::ConfigMap;
+
+    fn store() -> WorkloadStore {
+        let store = WorkloadStore::new(Policy::default());
+        let envfrom = |name: &str| json!({"containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": name}}]}]});
+        store.upsert(
+            view(WorkloadKind::Deployment, "a", "refs", &[], envfrom("cfg")),
+            Some(1),
+        );
+        store.upsert(
+            view(
+                WorkloadKind::Deployment,
+                "a",
+                "named",
+                &[("configmap.reloader.stakater.com/reload", "cfg")],
+                json!({"containers": []}),
+            ),
+            Some(1),
+        );
+        store.upsert(
+            view(
+                WorkloadKind::StatefulSet,
+                "a",
+                "pattern",
+                &[("configmap.reloader.stakater.com/reload", "c.*")],
+                json!({"containers": []}),
+            ),
+            Some(1),
+        );
+        store.upsert(
+            view(
+                WorkloadKind::DaemonSet,
+                "a",
+                "other",
+                &[],
+                envfrom("unrelated"),
+            ),
+            Some(1),
+        );
+        store.upsert(
+            view(
+                WorkloadKind::Deployment,
+                "b",
+                "elsewhere",
+                &[],
+                envfrom("cfg"),
+            ),
+            Some(1),
+        );
+        let mut rollout = view(
+            WorkloadKind::Rollout,
+            "a",
+            "follower",
+            &[],
+            json!({"containers": []}),
+        );
+        rollout.workload_ref = Some(Ok("refs".into()));
+        store.upsert(rollout, Some(1));
+        store
+    }
+
+    #[test]
+    fn candidates_are_the_workloads_that_can_track_the_source() {
+        let store = store();
+        assert_eq!(
+            names(&store.candidates("a", CM, "cfg")),
+            ["follower", "named", "pattern", "refs"]
+        );
+        assert_eq!(
+            names(&store.candidates("a", CM, "unrelated")),
+            ["other", "pattern"]
+        );
+        assert_eq!(
+            names(&store.candidates("a", SourceKind::Secret, "cfg")),
+            Vec::<String>::new()
+        );
+        assert_eq!(names(&store.candidates("b", CM, "cfg")), ["elsewhere"]);
+        assert!(store.candidates("none", CM, "cfg").is_empty());
+    }
+
+    #[test]
+    fn changes_move_index_entries() {
+        let store = store();
+        let moved = view(
+            WorkloadKind::Deployment,
+            "a",
+            "refs",
+            &[],
+            json!({"containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": "new"}}]}]}),
+        );
+        assert!(store.upsert(moved.clone(), Some(2)));
+        assert!(!store.upsert(moved, Some(2)), "same projection: no change");
+        assert_eq!(
+            names(&store.candidates("a", CM, "cfg")),
+            ["named", "pattern"]
+        );
+        assert_eq!(
+            names(&store.candidates("a", CM, "new")),
+            ["follower", "pattern", "refs"]
+        );
+        assert!(
+            !store.upsert(
+                view(
+                    WorkloadKind::Deployment,
+                    "a",
+                    "refs",
+                    &[],
+                    json!({"containers": []})
+                ),
+                Some(1)
+            ),
+            "older version ignored"
+        );
+        let refs = WorkloadKey {
+            kind: WorkloadKind::Deployment,
+            namespace: "a".into(),
+            name: "refs".into(),
+        };
+        assert_eq!(store.followers(&refs).len(), 1);
+        store.remove(&refs, "another-uid");
+        assert!(
+            store.get(&refs).is_some(),
+            "a newer object of the same name stays"
+        );
+        store.remove(&refs, "uid-refs");
+        assert!(store.get(&refs).is_none());
+        assert_eq!(names(&store.candidates("a", CM, "new")), ["pattern"]);
+    }
+
+    #[test]
+    fn replace_after_relist_keeps_other_kinds_and_namespaces() {
+        let store = store();
+        store.replace(WorkloadKind::Deployment, Some("a"), vec![]);
+        assert_eq!(
+            names(&store.candidates("a", CM, "cfg")),
+            ["pattern"],
+            "no followers of a gone Deployment either"
+        );
+        assert_eq!(names(&store.candidates("b", CM, "cfg")), ["elsewhere"]);
+        store.replace(
+            WorkloadKind::Deployment,
+            None,
+            vec![(
+                view(
+                    WorkloadKind::Deployment,
+                    "c",
+                    "new",
+                    &[],
+                    json!({"containers": []}),
+                ),
+                None,
+            )],
+        );
+        assert_eq!(store.keys_of(WorkloadKind::Deployment).len(), 1);
+        assert_eq!(store.len(), 4);
+        assert_eq!(store.count_by_kind()["StatefulSet"], 1);
+    }
+}

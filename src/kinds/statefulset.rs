@@ -1,0 +1,18 @@
+//! StatefulSets: one strategic-merge PATCH of the pod template carrying the markers and the ledger
+//! (the generic [`TemplateKind`](super::TemplateKind)).
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+
+use crate::model::workload::WorkloadKind;
+use crate::watch::workloads::WorkloadResource;
+
+impl WorkloadResource for StatefulSet {
+    const KIND: WorkloadKind = WorkloadKind::StatefulSet;
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+}
+
+/// The StatefulSet kind.
+pub type StatefulSets = super::TemplateKind<StatefulSet>;

@@ -1,0 +1,20 @@
+//! What is kept of one reload source (ConfigMap, Secret, SecretProviderClass): its digest and
+//! the two annotations a decision reads. The data itself is hashed on arrival and dropped.
+
+use std::collections::BTreeMap;
+
+use crate::model::digest::{Digest, SourceKind};
+
+/// What the cache keeps of one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// Digest of its data; `None` for a tombstone (deleted, kept for `--reload-on-delete`).
+    pub digest: Option<Digest>,
+    /// Only the ignore and match annotations (the rest is dropped).
+    pub annotations: BTreeMap<String, String>,
+    /// Appeared after the initial sync (for `--reload-on-create`).
+    pub created_while_running: bool,
+}
+
+/// The sources of one namespace, by kind and name.
+pub type NamespaceSources = BTreeMap<(SourceKind, String), SourceEntry>;

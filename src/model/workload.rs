@@ -1,0 +1,123 @@
+//! What kube-reloader knows of a workload: its identity and the projection a decision and a
+//! write need (annotations, pod template, a few kind-specific fields). Built by the watchers,
+//! read by the planner; plain data.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+
+use crate::model::ledger::RECREATE_FINALIZER;
+
+/// Workload kinds, named as upstream names them in Events and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    #[default]
+    Deployment,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// batch/v1 CronJob.
+    CronJob,
+    /// batch/v1 Job.
+    Job,
+    /// argoproj.io/v1alpha1 Rollout.
+    Rollout,
+    /// apps.openshift.io/v1 DeploymentConfig.
+    DeploymentConfig,
+}
+
+impl WorkloadKind {
+    /// The Kubernetes kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployment => "Deployment",
+            Self::DaemonSet => "DaemonSet",
+            Self::StatefulSet => "StatefulSet",
+            Self::CronJob => "CronJob",
+            Self::Job => "Job",
+            Self::Rollout => "Rollout",
+            Self::DeploymentConfig => "DeploymentConfig",
+        }
+    }
+}
+
+/// Identity of a workload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct WorkloadKey {
+    /// Its kind.
+    pub kind: WorkloadKind,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl std::fmt::Display for WorkloadKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// What we keep of a workload.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WorkloadView {
+    /// Identity.
+    pub key: WorkloadKey,
+    /// UID, for Event references and write preconditions.
+    pub uid: String,
+    /// `metadata.annotations`.
+    pub annotations: BTreeMap<String, String>,
+    /// Pod template annotations.
+    pub template_annotations: BTreeMap<String, String>,
+    /// Pod template spec (containers, volumes).
+    pub pod_spec: PodSpec,
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// CronJobs only: the job template, from which a reload creates a Job.
+    pub job_template: Option<JobTemplateSpec>,
+    /// Jobs only: the Job itself (without status and managed fields), from which a reload
+    /// re-creates it.
+    pub job: Option<Box<Job>>,
+    /// Deployments only: `spec.paused`.
+    pub paused: bool,
+    /// Rollouts only: the Deployment named by `spec.workloadRef`, whose pod template the
+    /// Rollout runs (`Err` holds an unsupported reference, reported to the user).
+    pub workload_ref: Option<Result<String, String>>,
+}
+
+impl WorkloadView {
+    /// The pod template's container names, in order (what `Change::container` indexes).
+    pub fn container_names(&self) -> Vec<&str> {
+        self.pod_spec
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// The pod template as we hold it (spec and annotations; labels are not kept).
+    pub fn template(&self) -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                annotations: Some(self.template_annotations.clone()),
+                ..Default::default()
+            }),
+            spec: Some(self.pod_spec.clone()),
+        }
+    }
+
+    /// A Job we deleted for a reload and must create again (our finalizer holds it).
+    pub fn recreating(&self) -> bool {
+        self.deleting
+            && self.job.as_ref().is_some_and(|job| {
+                job.metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == RECREATE_FINALIZER)
+            })
+    }
+}

@@ -1,0 +1,218 @@
+//! What a reload tells the world: the upstream log line, Kubernetes Events (Reloaded,
+//! ReloadFail, InvalidAnnotation, InvalidObject), alerts, and problems reported once per process.
+//! Names and digests only: never a Secret value.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter as EventReporter};
+
+use crate::model::digest::SourceKind;
+use crate::model::plan::{Cause, Change};
+use crate::model::workload::WorkloadKey;
+use crate::notify::{AlertSettings, Notifier};
+use crate::reconcile::error::WriteError;
+
+/// Where notifications go: upstream's `--webhook-url` mode and alerts after reloads.
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    /// The sender, when either is configured.
+    pub notifier: Option<Notifier>,
+    /// `--webhook-url`: POST each qualifying change there and reload nothing.
+    pub webhook_url: Option<String>,
+    /// `ALERT_ON_RELOAD=true`: announce each reload.
+    pub alerts: Option<AlertSettings>,
+}
+
+/// The reporter.
+pub struct Reporter {
+    recorders: HashMap<SourceKind, Recorder>,
+    general: Recorder,
+    reported: Mutex<HashSet<(WorkloadKey, String)>>,
+    /// Webhook mode and alerts.
+    pub outbound: Outbound,
+}
+
+impl Reporter {
+    /// Event recorders named as upstream's controllers, for `instance`.
+    pub fn new(client: &Client, instance: Option<String>, outbound: Outbound) -> Self {
+        let recorder = |controller: &str| {
+            Recorder::new(
+                client.clone(),
+                EventReporter {
+                    controller: controller.into(),
+                    instance: instance.clone(),
+                },
+            )
+        };
+        Self {
+            recorders: HashMap::from([
+                (SourceKind::ConfigMap, recorder("reloader-configmaps")),
+                (SourceKind::Secret, recorder("reloader-secrets")),
+                (
+                    SourceKind::SecretProviderClass,
+                    recorder("reloader-secretproviderclasspodstatuses"),
+                ),
+            ]),
+            general: recorder("kube-reloader"),
+            reported: Mutex::new(HashSet::new()),
+            outbound,
+        }
+    }
+
+    /// The log line, Event and alert of one successful reload.
+    pub async fn reloaded(&self, reference: &ObjectReference, key: &WorkloadKey, change: &Change) {
+        let verb = if change.cause == Cause::Deleted {
+            "deleted"
+        } else {
+            "changed"
+        };
+        let (source, source_type, kind, ns, name) = (
+            &change.name,
+            change.kind.upstream_type(),
+            key.kind.as_str(),
+            &key.namespace,
+            &key.name,
+        );
+        tracing::info!(
+            workload = %key, source = %source, source_kind = source_type, cause = verb,
+            "Changes detected in '{source}' of type '{source_type}' in namespace '{ns}'; updated '{name}' of type '{kind}' in namespace '{ns}'"
+        );
+        let note = format!(
+            "Changes detected in '{source}' of type '{source_type}' in namespace '{ns}', Updated '{name}' of type '{kind}' in namespace '{ns}'"
+        );
+        self.publish(change.kind, reference, EventType::Normal, "Reloaded", note)
+            .await;
+        if let (Some(alerts), Some(notifier)) = (&self.outbound.alerts, &self.outbound.notifier) {
+            notifier.send(alerts.request(source, source_type, name, kind, ns));
+        }
+    }
+
+    /// The Warning Event of a failed reload, in upstream's words plus the fix when one is known.
+    pub async fn reload_failed(
+        &self,
+        reference: &ObjectReference,
+        key: &WorkloadKey,
+        source: SourceKind,
+        error: &WriteError,
+    ) {
+        let mut note = format!(
+            "Update for '{}' of type '{}' in namespace '{}' failed with error {error}",
+            key.name,
+            key.kind.as_str(),
+            key.namespace
+        );
+        if let Some(rule) = error.missing_rule() {
+            note.push_str(&format!(". Fix: grant {rule}"));
+        }
+        self.publish(source, reference, EventType::Warning, "ReloadFail", note)
+            .await;
+    }
+
+    /// Reports a problem with a workload's configuration once per process: a Warning Event
+    /// `InvalidAnnotation` and a log line, both naming the fix.
+    pub async fn problem_once(
+        &self,
+        reference: &ObjectReference,
+        key: &WorkloadKey,
+        what: String,
+        note: String,
+    ) {
+        if !self.first_time(key, what) {
+            return;
+        }
+        tracing::warn!(workload = %key, "{note}");
+        self.publish_with(
+            &self.general,
+            reference,
+            EventType::Warning,
+            "InvalidAnnotation",
+            note,
+        )
+        .await;
+    }
+
+    /// Reports once per object version that a workload does not decode into our types: it is
+    /// skipped, and everything else keeps working.
+    pub async fn undecodable(
+        &self,
+        key: &WorkloadKey,
+        meta: &ObjectMeta,
+        api_version: &str,
+        error: &str,
+    ) {
+        let version = meta.resource_version.clone().unwrap_or_default();
+        if !self.first_time(key, format!("undecodable@{version}")) {
+            return;
+        }
+        let note = format!(
+            "Skipping {key}: it cannot be read as a {} ({error}). Fix the object; the other \
+             workloads keep reloading.",
+            key.kind.as_str()
+        );
+        tracing::error!(workload = %key, "{note}");
+        let reference = ObjectReference {
+            api_version: Some(api_version.to_owned()),
+            kind: Some(key.kind.as_str().into()),
+            name: Some(key.name.clone()),
+            namespace: Some(key.namespace.clone()),
+            uid: meta.uid.clone(),
+            ..ObjectReference::default()
+        };
+        self.publish_with(
+            &self.general,
+            &reference,
+            EventType::Warning,
+            "InvalidObject",
+            note,
+        )
+        .await;
+    }
+
+    fn first_time(&self, key: &WorkloadKey, what: String) -> bool {
+        self.reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((key.clone(), what))
+    }
+
+    async fn publish(
+        &self,
+        kind: SourceKind,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let recorder = self.recorders.get(&kind).unwrap_or(&self.general);
+        self.publish_with(recorder, reference, type_, reason, note)
+            .await;
+    }
+
+    async fn publish_with(
+        &self,
+        recorder: &Recorder,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reload".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, reference).await {
+            tracing::warn!(
+                object = reference.name.as_deref().unwrap_or_default(),
+                error = %e,
+                "cannot publish Event"
+            );
+        }
+    }
+}
