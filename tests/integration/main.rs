@@ -19,6 +19,7 @@ mod kinds;
 mod notify;
 mod observability;
 mod options;
+mod pipeline;
 mod rbac;
 mod reload;
 mod smoke;
