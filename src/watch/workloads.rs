@@ -82,16 +82,21 @@ pub struct Lenient<K> {
 
 impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        match K::deserialize(&value) {
+        // The object's JSON text is captured as is (one copy, no JSON tree), then decoded.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        match serde_json::from_str::<K>(raw.get()) {
             Ok(object) => Ok(Self {
                 object: Ok(object),
                 meta: ObjectMeta::default(),
             }),
             Err(error) => {
-                let meta = value
-                    .get("metadata")
-                    .and_then(|m| ObjectMeta::deserialize(m).ok())
+                #[derive(Deserialize)]
+                struct MetadataOnly {
+                    #[serde(default)]
+                    metadata: ObjectMeta,
+                }
+                let meta = serde_json::from_str::<MetadataOnly>(raw.get())
+                    .map(|m| m.metadata)
                     .unwrap_or_default();
                 Ok(Self {
                     object: Err(error.to_string()),
@@ -258,28 +263,28 @@ mod tests {
 
     #[test]
     fn lenient_keeps_the_metadata_of_an_object_that_does_not_decode() {
-        let good: Lenient<Deployment> = serde_json::from_value(json!({
+        let good: Lenient<Deployment> = serde_json::from_str(&json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "team"},
             "spec": {"selector": {}, "template": {"spec": {"containers": []}}}
-        }))
+        }).to_string())
         .unwrap();
         assert!(good.object.is_ok());
         assert_eq!(good.meta().name.as_deref(), Some("web"));
-        let bad: Lenient<Deployment> = serde_json::from_value(json!({
+        let bad: Lenient<Deployment> = serde_json::from_str(&json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "broken", "namespace": "team", "uid": "u1"},
             "spec": {"template": "not an object"}
-        }))
+        }).to_string())
         .unwrap();
         assert!(bad.object.is_err());
         assert_eq!(bad.meta().uid.as_deref(), Some("u1"));
-        let list: kube::core::ObjectList<Lenient<Deployment>> = serde_json::from_value(json!({
+        let list: kube::core::ObjectList<Lenient<Deployment>> = serde_json::from_str(&json!({
             "metadata": {}, "items": [
                 {"metadata": {"name": "a", "namespace": "n"}, "spec": {"selector": {}, "template": {}}},
                 {"metadata": {"name": "b", "namespace": "n"}, "spec": 7}
             ]
-        }))
+        }).to_string())
         .unwrap();
         assert_eq!(list.items.len(), 2, "one bad item does not fail the list");
         assert_eq!(Lenient::<Deployment>::plural(&()), "deployments");
