@@ -5,7 +5,7 @@
 //! before the CronJob's ledger write, a retry or a restart creates no second Job.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -14,11 +14,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::ResourceExt;
 use serde_json::Value;
 
-use super::{ApiInfo, Kind, Work, Written, api_of, patch_as, watch_as};
+use super::{KindModule, Work, Written};
 use crate::config::Settings;
 use crate::model::ledger::CREATED_FOR_ANNOTATION;
 use crate::model::patch;
-use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
+use crate::model::workload::{WorkloadKind, WorkloadView};
 use crate::reconcile::Context;
 use crate::reconcile::error::WriteError;
 use crate::watch::workloads::WorkloadResource;
@@ -50,13 +50,8 @@ impl CronJobs {
     }
 }
 
-impl Kind for CronJobs {
-    fn kind(&self) -> WorkloadKind {
-        WorkloadKind::CronJob
-    }
-    fn api(&self) -> ApiInfo {
-        api_of::<CronJob>()
-    }
+impl KindModule for CronJobs {
+    type Object = CronJob;
     fn verbs(&self, settings: &Settings) -> Option<&'static [&'static str]> {
         (!settings.policy.ignore_cronjobs).then_some(&["list", "watch", "patch"][..])
     }
@@ -65,17 +60,6 @@ impl Kind for CronJobs {
     }
     fn after(&self) -> &'static [WorkloadKind] {
         &[WorkloadKind::Job]
-    }
-    fn watch(&self, ctx: Arc<Context>, namespace: Option<String>) -> BoxFuture<'static, ()> {
-        watch_as::<CronJob>(ctx, namespace)
-    }
-    fn patch<'a>(
-        &'a self,
-        ctx: &'a Context,
-        key: &'a WorkloadKey,
-        body: Value,
-    ) -> BoxFuture<'a, Result<(), WriteError>> {
-        patch_as::<CronJob>(ctx, key, body)
     }
     fn reload<'a>(
         &'a self,

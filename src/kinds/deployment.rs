@@ -1,18 +1,15 @@
 //! Deployments: a strategic-merge PATCH of the pod template; with upstream's pause period the
 //! Deployment is paused in the same write and resumed when the period is over.
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use serde_json::Value;
 
-use super::{ApiInfo, Kind, Work, Written, api_of, patch_as, template_reload, watch_as};
+use super::{KindModule, Work, Written, template_reload};
 use crate::config::Settings;
 use crate::model::patch;
 use crate::model::pause;
-use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
+use crate::model::workload::{WorkloadKind, WorkloadView};
 use crate::reconcile::Context;
 use crate::reconcile::error::WriteError;
 use crate::watch::workloads::WorkloadResource;
@@ -30,26 +27,10 @@ impl WorkloadResource for Deployment {
 /// The Deployment kind.
 pub struct Deployments;
 
-impl Kind for Deployments {
-    fn kind(&self) -> WorkloadKind {
-        WorkloadKind::Deployment
-    }
-    fn api(&self) -> ApiInfo {
-        api_of::<Deployment>()
-    }
+impl KindModule for Deployments {
+    type Object = Deployment;
     fn verbs(&self, _: &Settings) -> Option<&'static [&'static str]> {
         Some(&["list", "watch", "patch"])
-    }
-    fn watch(&self, ctx: Arc<Context>, namespace: Option<String>) -> BoxFuture<'static, ()> {
-        watch_as::<Deployment>(ctx, namespace)
-    }
-    fn patch<'a>(
-        &'a self,
-        ctx: &'a Context,
-        key: &'a WorkloadKey,
-        body: Value,
-    ) -> BoxFuture<'a, Result<(), WriteError>> {
-        patch_as::<Deployment>(ctx, key, body)
     }
     fn reload<'a>(
         &'a self,

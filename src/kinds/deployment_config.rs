@@ -1,17 +1,14 @@
 //! OpenShift DeploymentConfigs (when the cluster serves `apps.openshift.io/v1`): a JSON merge
 //! patch of the pod template, guarded by the resourceVersion the plan was made from.
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use serde_json::Value;
 
-use super::{ApiInfo, Kind, Optional, Work, Written, api_of, patch_as, watch_as};
+use super::{KindModule, Optional, Work, Written};
 use crate::config::Settings;
 use crate::model::edit::POD_TEMPLATE;
 use crate::model::patch;
-use crate::model::workload::{WorkloadKey, WorkloadKind};
+use crate::model::workload::WorkloadKind;
 use crate::reconcile::Context;
 use crate::reconcile::error::WriteError;
 use crate::watch::custom::DeploymentConfig;
@@ -28,13 +25,8 @@ impl WorkloadResource for DeploymentConfig {
 /// The DeploymentConfig kind.
 pub struct DeploymentConfigs;
 
-impl Kind for DeploymentConfigs {
-    fn kind(&self) -> WorkloadKind {
-        WorkloadKind::DeploymentConfig
-    }
-    fn api(&self) -> ApiInfo {
-        api_of::<DeploymentConfig>()
-    }
+impl KindModule for DeploymentConfigs {
+    type Object = DeploymentConfig;
     fn verbs(&self, _: &Settings) -> Option<&'static [&'static str]> {
         Some(&["list", "watch", "patch"])
     }
@@ -43,17 +35,6 @@ impl Kind for DeploymentConfigs {
             warn: false,
             absent: "this cluster does not serve apps.openshift.io/v1 deploymentconfigs; DeploymentConfigs are skipped",
         })
-    }
-    fn watch(&self, ctx: Arc<Context>, namespace: Option<String>) -> BoxFuture<'static, ()> {
-        watch_as::<DeploymentConfig>(ctx, namespace)
-    }
-    fn patch<'a>(
-        &'a self,
-        ctx: &'a Context,
-        key: &'a WorkloadKey,
-        body: Value,
-    ) -> BoxFuture<'a, Result<(), WriteError>> {
-        patch_as::<DeploymentConfig>(ctx, key, body)
     }
     fn reload<'a>(
         &'a self,

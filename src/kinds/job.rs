@@ -16,7 +16,7 @@
 //! one not yet created loses the re-creation.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::batch::v1::Job;
@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use super::{ApiInfo, Finished, Kind, Work, Written, api_of, patch_as, watch_as};
+use super::{Finished, KindModule, Work, Written};
 use crate::config::Settings;
 use crate::model::edit::TemplateEdit;
 use crate::model::ledger::{LEDGER_ANNOTATION, RECREATE_FINALIZER};
@@ -61,13 +61,8 @@ pub struct Jobs {
     unfinished: Mutex<HashMap<WorkloadKey, Unfinished>>,
 }
 
-impl Kind for Jobs {
-    fn kind(&self) -> WorkloadKind {
-        WorkloadKind::Job
-    }
-    fn api(&self) -> ApiInfo {
-        api_of::<Job>()
-    }
+impl KindModule for Jobs {
+    type Object = Job;
     fn verbs(&self, settings: &Settings) -> Option<&'static [&'static str]> {
         // Jobs are watched for their own reloads, and because a CronJob reload creates one.
         match (settings.policy.ignore_jobs, settings.policy.ignore_cronjobs) {
@@ -75,17 +70,6 @@ impl Kind for Jobs {
             (true, false) => Some(&["list", "watch", "create"]),
             (true, true) => None,
         }
-    }
-    fn watch(&self, ctx: Arc<Context>, namespace: Option<String>) -> BoxFuture<'static, ()> {
-        watch_as::<Job>(ctx, namespace)
-    }
-    fn patch<'a>(
-        &'a self,
-        ctx: &'a Context,
-        key: &'a WorkloadKey,
-        body: Value,
-    ) -> BoxFuture<'a, Result<(), WriteError>> {
-        patch_as::<Job>(ctx, key, body)
     }
     fn reload<'a>(
         &'a self,

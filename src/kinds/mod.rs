@@ -3,8 +3,8 @@
 //! reload, and any state of its own. The [`Registry`] drives everything that is per kind:
 //! discovery, the RBAC self-check, spawning the watchers and dispatching writes.
 //!
-//! Adding a kind: a new module here implementing [`Kind`] (and [`WorkloadResource`] for its
-//! type), its variant in [`WorkloadKind`], one line in [`Registry::new`], and its rules in the
+//! Adding a kind: a new module here implementing [`KindModule`] (and [`WorkloadResource`] for
+//! its type), its variant in [`WorkloadKind`], one line in [`Registry::new`], and its rules in the
 //! chart.
 
 mod cronjob;
@@ -167,6 +167,99 @@ pub trait Kind: Send + Sync {
     }
 }
 
+/// What a kind's module provides; [`Kind`] (its API, watch and patch from `Object`'s type) is
+/// derived from it.
+pub trait KindModule: Send + Sync + 'static {
+    /// The Kubernetes type of the kind.
+    type Object: WorkloadResource + k8s_openapi::Resource;
+    /// See [`Kind::verbs`].
+    fn verbs(&self, settings: &Settings) -> Option<&'static [&'static str]>;
+    /// See [`Kind::optional`].
+    fn optional(&self, _settings: &Settings) -> Option<Optional> {
+        None
+    }
+    /// See [`Kind::requires`].
+    fn requires(&self) -> &'static [WorkloadKind] {
+        &[]
+    }
+    /// See [`Kind::after`].
+    fn after(&self) -> &'static [WorkloadKind] {
+        &[]
+    }
+    /// See [`Kind::reload`].
+    fn reload<'a>(
+        &'a self,
+        ctx: &'a Context,
+        work: Work<'a>,
+    ) -> BoxFuture<'a, Result<Written, WriteError>>;
+    /// See [`Kind::resume`].
+    fn resume<'a>(
+        &'a self,
+        _ctx: &'a Context,
+        _key: &'a WorkloadKey,
+    ) -> Option<BoxFuture<'a, Result<Option<Finished>, WriteError>>> {
+        None
+    }
+    /// See [`Kind::observe`].
+    fn observe(&self, _view: &WorkloadView, _present: bool) {}
+    /// See [`Kind::diagnostics`].
+    fn diagnostics(&self) -> Option<Value> {
+        None
+    }
+}
+
+impl<M: KindModule> Kind for M {
+    fn kind(&self) -> WorkloadKind {
+        <M::Object as WorkloadResource>::KIND
+    }
+    fn api(&self) -> ApiInfo {
+        api_of::<M::Object>()
+    }
+    fn verbs(&self, settings: &Settings) -> Option<&'static [&'static str]> {
+        KindModule::verbs(self, settings)
+    }
+    fn optional(&self, settings: &Settings) -> Option<Optional> {
+        KindModule::optional(self, settings)
+    }
+    fn requires(&self) -> &'static [WorkloadKind] {
+        KindModule::requires(self)
+    }
+    fn after(&self) -> &'static [WorkloadKind] {
+        KindModule::after(self)
+    }
+    fn watch(&self, ctx: Arc<Context>, namespace: Option<String>) -> BoxFuture<'static, ()> {
+        Box::pin(workloads::run::<M::Object>(ctx, namespace))
+    }
+    fn patch<'a>(
+        &'a self,
+        ctx: &'a Context,
+        key: &'a WorkloadKey,
+        body: Value,
+    ) -> BoxFuture<'a, Result<(), WriteError>> {
+        Box::pin(async move { ctx.writer.patch::<M::Object>(key, body).await.map(|_| ()) })
+    }
+    fn reload<'a>(
+        &'a self,
+        ctx: &'a Context,
+        work: Work<'a>,
+    ) -> BoxFuture<'a, Result<Written, WriteError>> {
+        KindModule::reload(self, ctx, work)
+    }
+    fn resume<'a>(
+        &'a self,
+        ctx: &'a Context,
+        key: &'a WorkloadKey,
+    ) -> Option<BoxFuture<'a, Result<Option<Finished>, WriteError>>> {
+        KindModule::resume(self, ctx, key)
+    }
+    fn observe(&self, view: &WorkloadView, present: bool) {
+        KindModule::observe(self, view, present)
+    }
+    fn diagnostics(&self) -> Option<Value> {
+        KindModule::diagnostics(self)
+    }
+}
+
 /// Every kind.
 pub struct Registry {
     kinds: Vec<Box<dyn Kind>>,
@@ -236,23 +329,6 @@ fn api_of<K: k8s_openapi::Resource>() -> ApiInfo {
     }
 }
 
-/// The watch of `K`, boxed.
-fn watch_as<K: WorkloadResource>(
-    ctx: Arc<Context>,
-    namespace: Option<String>,
-) -> BoxFuture<'static, ()> {
-    Box::pin(workloads::run::<K>(ctx, namespace))
-}
-
-/// One patch of a `K`.
-fn patch_as<'a, K: WorkloadResource>(
-    ctx: &'a Context,
-    key: &'a WorkloadKey,
-    body: Value,
-) -> BoxFuture<'a, Result<(), WriteError>> {
-    Box::pin(async move { ctx.writer.patch::<K>(key, body).await.map(|_| ()) })
-}
-
 /// The reload of a kind whose pod template is at `spec.template` and takes a strategic merge:
 /// markers and ledger in one PATCH, with `extra` merged in (a Deployment's pause).
 async fn template_reload<K: WorkloadResource>(
@@ -279,26 +355,10 @@ impl<K> Default for TemplateKind<K> {
     }
 }
 
-impl<K: WorkloadResource + k8s_openapi::Resource> Kind for TemplateKind<K> {
-    fn kind(&self) -> WorkloadKind {
-        <K as WorkloadResource>::KIND
-    }
-    fn api(&self) -> ApiInfo {
-        api_of::<K>()
-    }
+impl<K: WorkloadResource + k8s_openapi::Resource> KindModule for TemplateKind<K> {
+    type Object = K;
     fn verbs(&self, _: &Settings) -> Option<&'static [&'static str]> {
         Some(&["list", "watch", "patch"])
-    }
-    fn watch(&self, ctx: Arc<Context>, namespace: Option<String>) -> BoxFuture<'static, ()> {
-        watch_as::<K>(ctx, namespace)
-    }
-    fn patch<'a>(
-        &'a self,
-        ctx: &'a Context,
-        key: &'a WorkloadKey,
-        body: Value,
-    ) -> BoxFuture<'a, Result<(), WriteError>> {
-        patch_as::<K>(ctx, key, body)
     }
     fn reload<'a>(
         &'a self,

@@ -5,14 +5,11 @@
 //! instead; a Rollout with `workloadRef` gets its markers in the referenced Deployment's
 //! template (which the Rollout controller follows) and its ledger on itself.
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use serde_json::Value;
 
-use super::{ApiInfo, Kind, Optional, Work, Written, api_of, patch_as, watch_as};
+use super::{KindModule, Optional, Work, Written};
 use crate::config::Settings;
 use crate::model::edit::POD_TEMPLATE;
 use crate::model::patch;
@@ -48,13 +45,8 @@ impl WorkloadResource for Rollout {
 /// The Rollout kind.
 pub struct Rollouts;
 
-impl Kind for Rollouts {
-    fn kind(&self) -> WorkloadKind {
-        WorkloadKind::Rollout
-    }
-    fn api(&self) -> ApiInfo {
-        api_of::<Rollout>()
-    }
+impl KindModule for Rollouts {
+    type Object = Rollout;
     fn verbs(&self, settings: &Settings) -> Option<&'static [&'static str]> {
         settings
             .argo_rollouts
@@ -69,17 +61,6 @@ impl Kind for Rollouts {
     }
     fn after(&self) -> &'static [WorkloadKind] {
         &[WorkloadKind::Deployment]
-    }
-    fn watch(&self, ctx: Arc<Context>, namespace: Option<String>) -> BoxFuture<'static, ()> {
-        watch_as::<Rollout>(ctx, namespace)
-    }
-    fn patch<'a>(
-        &'a self,
-        ctx: &'a Context,
-        key: &'a WorkloadKey,
-        body: Value,
-    ) -> BoxFuture<'a, Result<(), WriteError>> {
-        patch_as::<Rollout>(ctx, key, body)
     }
     fn reload<'a>(
         &'a self,
