@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# `make bench`: measures kube-reloader's memory and API load on a real control plane and writes
-# docs/BENCHMARKS.md (the command, the machine and the numbers). Arguments go to the bench, e.g.
+# `make bench`: measures kube-reloader on a real control plane and writes docs/BENCHMARKS.md
+# (the commands, the machine and the numbers). Arguments go to the memory bench, e.g.
 #   scripts/bench.sh --configmaps 500 --secrets 500 --deployments 200 --reloads 50
+# BASELINE=path/to/an/older/kube-reloader adds that build to the per-event comparison.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bins="$(testbins/build.sh --print-dir)"
 cargo build --locked --release --bin kube-reloader
-cargo build --locked --release -p kube-reloader-testenv --bin kube-reloader-bench
+cargo build --locked --release -p kube-reloader-testenv --bin kube-reloader-bench --bin kube-reloader-fanout-bench
 table="$(KUBE_RELOADER_TESTBINS="$bins" target/release/kube-reloader-bench --binary target/release/kube-reloader "$@")"
+fanout_args=(--binary target/release/kube-reloader)
+if [[ -n "${BASELINE:-}" ]]; then fanout_args+=(--baseline "$BASELINE"); fi
+fanout="$(KUBE_RELOADER_TESTBINS="$bins" target/release/kube-reloader-fanout-bench "${fanout_args[@]}")"
+stage="$(cargo run --locked --release --quiet --example fanout_cost)"
 cpus="$(nproc)"
 mem="$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 {
   echo "# Benchmarks"
   echo
-  echo "Measured by \`make bench\` (scripts/bench.sh → testenv/src/bin/kube-reloader-bench.rs) on"
-  echo "$(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD), ${cpus} cores, ${mem}, against a real"
+  echo "Measured by \`make bench\` (scripts/bench.sh) on $(date -u +%Y-%m-%d), commit"
+  echo "$(git rev-parse --short HEAD), ${cpus} cores, ${mem}, against a real"
   echo "kube-apiserver $(sed -n "s/^\t*k8s.io\/kubernetes \(v[0-9.]*\).*/\1/p" testbins/k8s/go.mod | head -n1) + etcd on the same machine (tier A: no"
   echo "controller-manager, so no pods roll; what is measured is kube-reloader's own cost)."
-  echo "Release build of kube-reloader; resident memory read from /proc; API requests counted from"
-  echo "the API server's audit log for kube-reloader's service account only."
+  echo "Release build of kube-reloader; resident memory and CPU time read from /proc; API requests"
+  echo "counted from the API server's audit log for kube-reloader's service account only."
   echo
-  echo "Command: \`scripts/bench.sh${*:+ $*}\` (defaults: --configmaps 2000 --secrets 2000 --deployments 1000 --reloads 200)"
+  echo "## Memory and API load"
+  echo
+  echo "Command: \`scripts/bench.sh${*:+ $*}\` → testenv/src/bin/kube-reloader-bench.rs (defaults:"
+  echo "--configmaps 2000 --secrets 2000 --deployments 1000 --reloads 200)"
   echo
   echo "$table"
   echo
@@ -31,5 +39,23 @@ mem="$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
   echo "discovery gets), one paginated LIST and one WATCH per kind, and no write when nothing"
   echo "changed. The Helm chart's requests and limits (deploy/helm/kube-reloader/values.yaml) are"
   echo "sized from these."
+  echo
+  echo "## One source event with many workloads in other namespaces"
+  echo
+  echo "End to end (testenv/src/bin/kube-reloader-fanout-bench.rs): one ConfigMap used by one"
+  echo "Deployment, changed 300 times one after the other, each time until the Deployment carries"
+  echo "the new digest; kube-reloader watches every namespace; its CPU time over the 300 changes"
+  echo "divided by 300. Then 10,000 Deployments (auto, each using a ConfigMap of its namespace) are"
+  echo "added in ten other namespaces and it is measured again.${BASELINE:+ \"baseline\" is \`$BASELINE\`.}"
+  echo
+  echo "$fanout"
+  echo
+  echo "The fan-out stage alone (examples/fanout_cost.rs, in process, no API server): which"
+  echo "workloads a change of that ConfigMap must re-plan. \"index\" is this build's"
+  echo "\`index::affected\`; \"flat scan\" is the algorithm of the engine before the pipeline rework"
+  echo "(visit every stored workload per event), on the same data; the example checks both find the"
+  echo "same workloads."
+  echo
+  echo "$stage"
 } > docs/BENCHMARKS.md
 cat docs/BENCHMARKS.md
