@@ -263,19 +263,25 @@ mod tests {
 
     #[test]
     fn lenient_keeps_the_metadata_of_an_object_that_does_not_decode() {
-        let good: Lenient<Deployment> = serde_json::from_str(&json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "team"},
-            "spec": {"selector": {}, "template": {"spec": {"containers": []}}}
-        }).to_string())
+        let good: Lenient<Deployment> = serde_json::from_str(
+            &json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "team"},
+                "spec": {"selector": {}, "template": {"spec": {"containers": []}}}
+            })
+            .to_string(),
+        )
         .unwrap();
         assert!(good.object.is_ok());
         assert_eq!(good.meta().name.as_deref(), Some("web"));
-        let bad: Lenient<Deployment> = serde_json::from_str(&json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "broken", "namespace": "team", "uid": "u1"},
-            "spec": {"template": "not an object"}
-        }).to_string())
+        let bad: Lenient<Deployment> = serde_json::from_str(
+            &json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "broken", "namespace": "team", "uid": "u1"},
+                "spec": {"template": "not an object"}
+            })
+            .to_string(),
+        )
         .unwrap();
         assert!(bad.object.is_err());
         assert_eq!(bad.meta().uid.as_deref(), Some("u1"));
