@@ -353,18 +353,20 @@ impl Cli {
             .clone()
             .filter(|n| !n.is_empty())
             .or(self.hostname.clone());
-        let log_format = match self.log_format.as_str() {
-            "" | "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
+        let (log_format, known_format) = match self.log_format.as_str() {
+            "" | "text" => (LogFormat::Text, true),
+            "json" => (LogFormat::Json, true),
             other => {
-                // Upstream keeps text format for unknown values; do the same, but say so.
+                // As upstream: text format, and --log-level is not applied; but say so.
                 warnings.push(format!(
-                    "unknown --log-format {other:?}; using text (accepted: \"json\", \"text\" or empty)"
+                    "unknown --log-format {other:?}; using text at level info, --log-level is not \
+                     applied (as upstream; accepted: \"json\", \"text\" or empty)"
                 ));
-                LogFormat::Text
+                (LogFormat::Text, false)
             }
         };
         let log_level = match parse_log_level(&self.log_level) {
+            _ if !known_format => tracing::Level::INFO,
             Some(level) => level,
             None => {
                 warnings.push(format!(
@@ -398,7 +400,16 @@ impl Cli {
             }
         };
         let (mut watch_configmaps, mut watch_secrets) = (true, true);
-        for item in split_list(&self.resources_to_ignore) {
+        let ignored_resources = split_list(&self.resources_to_ignore);
+        if ignored_resources.len() > 1 {
+            // Upstream accepts exactly one item: both kinds, or one twice, is fatal.
+            return Err(Error::InvalidFlag {
+                flag: "--resources-to-ignore",
+                value: ignored_resources.join(","),
+                reason: "give one of configmaps, secrets (not both, not twice)".into(),
+            });
+        }
+        for item in ignored_resources {
             match item.to_ascii_lowercase().as_str() {
                 "configmaps" => watch_configmaps = false,
                 "secrets" => watch_secrets = false,
@@ -526,7 +537,8 @@ impl Cli {
             ("ALERT_WEBHOOK_PROXY", self.alert_webhook_proxy),
         ]
         .into_iter()
-        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        // Upstream trims these values.
+        .filter_map(|(name, value)| value.map(|v| (name, v.trim().to_owned())))
         .collect();
         let policy = Policy {
             keys: AnnotationKeys {
@@ -681,9 +693,10 @@ mod tests {
             .into_settings()
             .unwrap();
         assert_eq!(settings.log_format, LogFormat::Text);
-        // Unlike upstream, an unknown format does not drop --log-level.
-        assert_eq!(settings.log_level, tracing::Level::DEBUG);
+        // As upstream, an unknown format drops --log-level (and says so).
+        assert_eq!(settings.log_level, tracing::Level::INFO);
         assert_eq!(settings.warnings.len(), 1);
+        assert!(settings.warnings[0].contains("--log-level is not applied"));
     }
 
     #[test]
@@ -787,6 +800,31 @@ mod tests {
             .unwrap()
             .into_settings_with(None);
         assert!(bad.unwrap_err().to_string().contains("pods"));
+        for twice in [
+            &["--resources-to-ignore=secrets,secrets"][..],
+            &[
+                "--resources-to-ignore=secrets",
+                "--resources-to-ignore=Secrets",
+            ][..],
+        ] {
+            let err = cli(twice).unwrap().into_settings_with(None).unwrap_err();
+            assert!(err.to_string().contains("not twice"), "{err}");
+        }
+    }
+
+    #[test]
+    fn alert_variables_are_trimmed() {
+        let s = cli(&[
+            "--alert-on-reload",
+            " true ",
+            "--alert-webhook-url",
+            "  https://hooks.example/x\n",
+        ])
+        .unwrap()
+        .into_settings_with(None)
+        .unwrap();
+        assert_eq!(s.alert_vars["ALERT_ON_RELOAD"], "true");
+        assert_eq!(s.alert_vars["ALERT_WEBHOOK_URL"], "https://hooks.example/x");
     }
 
     #[test]
