@@ -49,6 +49,13 @@ pub struct ActionLabels {
     pub result: &'static str,
 }
 
+/// Label set of `reloader_action_latency_seconds`: upstream's `workload_kind` only.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkloadKindLabel {
+    /// Deployment, DaemonSet, StatefulSet, CronJob, ...
+    pub workload_kind: &'static str,
+}
+
 /// Label set of `reloader_errors_total`: `[("type", ...)]` (a keyword, so not a struct field).
 type TypeLabel = Vec<(&'static str, &'static str)>;
 
@@ -142,7 +149,7 @@ pub struct Metrics {
     reconcile_total: Family<ResultLabel, Counter>,
     reconcile_duration: Family<ResultLabel, Histogram, fn() -> Histogram>,
     action_total: Family<ActionLabels, Counter>,
-    action_latency: Family<ActionLabels, Histogram, fn() -> Histogram>,
+    action_latency: Family<WorkloadKindLabel, Histogram, fn() -> Histogram>,
     errors: Family<TypeLabel, Counter>,
     retries: Counter,
     events_received: Family<EventLabels, Counter>,
@@ -226,7 +233,7 @@ impl Metrics {
             action_total.clone(),
         );
         let action_latency =
-            Family::<ActionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            Family::<WorkloadKindLabel, Histogram, fn() -> Histogram>::new_with_constructor(
                 action_histogram,
             );
         registry.register(
@@ -384,7 +391,9 @@ impl Metrics {
             result: if success { "success" } else { "error" },
         };
         self.action_total.get_or_create(&labels).inc();
-        self.action_latency.get_or_create(&labels).observe(seconds);
+        self.action_latency
+            .get_or_create(&WorkloadKindLabel { workload_kind })
+            .observe(seconds);
     }
 
     /// Counts a failed reconcile and its scheduled retry.
@@ -494,6 +503,7 @@ mod tests {
             "reloader_reconcile_total{result=\"success\"} 1",
             "reloader_reconcile_duration_seconds_bucket{le=\"0.005\",result=\"success\"} 1",
             "reloader_action_total{workload_kind=\"Deployment\",result=\"success\"} 1",
+            "reloader_action_latency_seconds_count{workload_kind=\"Deployment\"} 1",
             "reloader_errors_total{type=\"handler_error\"} 1",
             "reloader_retries_total 1",
             "reloader_events_received_total{event_type=\"update\",resource_type=\"configmaps\"} 1",
