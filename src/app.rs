@@ -99,14 +99,14 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
                 signal,
                 "shutting down: no new work; in-flight writes may finish"
             );
-            health.set_not_ready("shutting down");
+            health.set_stopping();
             engine.shutdown(grace).await;
             signal
         }
     };
 
     tracing::info!(signal, "shutting down");
-    health.set_not_ready("shutting down");
+    health.set_stopping();
     let _ = stop_tx.send(true);
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(result)) => result?,

@@ -138,12 +138,18 @@ impl WorkloadStore {
                 }
             }
         }
-        // Interest (pattern compilation) is computed outside the lock.
+        // Interest (pattern compilation) is computed outside the lock; the version is checked
+        // again under it, so a newer object stored meanwhile (a write's response) is kept.
         let stored = self.stored(view, version);
-        self.write()
-            .entry(namespace)
-            .or_default()
-            .insert(local, stored);
+        let mut map = self.write();
+        let ns = map.entry(namespace).or_default();
+        if let (Some(new), Some(Some(held))) =
+            (version, ns.workloads.get(&local).map(|held| held.version))
+            && new < held
+        {
+            return false;
+        }
+        ns.insert(local, stored);
         true
     }
 
@@ -168,17 +174,19 @@ impl WorkloadStore {
     }
 
     /// Replaces all workloads of `kind` (in `namespace`, or everywhere) after a (re)list.
+    /// Returns the workloads that vanished (their deletion fell into a watch gap).
     pub fn replace(
         &self,
         kind: WorkloadKind,
         namespace: Option<&str>,
         fresh: Vec<(WorkloadView, Option<u64>)>,
-    ) {
+    ) -> Vec<Arc<WorkloadView>> {
         let fresh: Vec<Stored> = fresh
             .into_iter()
             .map(|(view, version)| self.stored(view, version))
             .collect();
         let mut map = self.write();
+        let mut removed = Vec::new();
         for (name, ns) in map.iter_mut() {
             if namespace.is_some_and(|n| n != name) {
                 continue;
@@ -190,16 +198,21 @@ impl WorkloadStore {
                 .cloned()
                 .collect();
             for local in gone {
+                if let Some(old) = ns.workloads.get(&local) {
+                    removed.push(old.view.clone());
+                }
                 ns.remove(&local);
             }
         }
         for stored in fresh {
             let key = &stored.view.key;
             let local = (key.kind, key.name.clone());
+            removed.retain(|v| v.key != *key);
             map.entry(key.namespace.clone())
                 .or_default()
                 .insert(local, stored);
         }
+        removed
     }
 
     /// One workload.

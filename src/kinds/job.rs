@@ -152,8 +152,8 @@ impl Jobs {
                 .await
             {
                 Ok(_) => remember(),
-                // Gone already (e.g. its TTL ran out), or replaced by a newer Job: there is
-                // nothing of the planned one left to re-run.
+                // Gone already (e.g. its TTL ran out), or replaced by a newer Job (the UID in
+                // the patch does not match): nothing of the planned one is left to re-run.
                 Err(WriteError::NotFound | WriteError::Conflict(_)) => {
                     tracing::info!(workload = %key, "the Job to re-create is gone or already replaced; nothing to do");
                     return Ok(Written::Nothing);
@@ -169,7 +169,19 @@ impl Jobs {
                     tracing::info!(workload = %key, "the Job to re-create was deleted by someone else; nothing to do");
                     return Ok(Written::Nothing);
                 }
-                Err(e) => return Err(e),
+                // Not deleted (denied, timed out): take our finalizer off again, so a live Job
+                // never keeps it (a later delete by anyone would otherwise re-run it).
+                Err(e) => {
+                    self.lock().remove(key);
+                    if let Err(release) = ctx
+                        .writer
+                        .patch::<Job>(key, patch::release_from_recreation(&view.uid))
+                        .await
+                    {
+                        tracing::warn!(workload = %key, error = %release, "cannot remove our finalizer after a failed delete; the next attempt retries");
+                    }
+                    return Err(e);
+                }
             }
         };
         let others: Vec<&str> = held

@@ -2,11 +2,13 @@
 //! fan-out index (a source event looks up only the workloads that name or reference it) and of
 //! the planner's candidate list (a plan looks up only those sources, not the whole namespace).
 
+use std::collections::BTreeMap;
+
 use crate::model::digest::SourceKind;
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::policy::{NamedLists, Policy, WorkloadAnnotations};
 use crate::model::refs;
-use crate::model::workload::WorkloadView;
+use crate::model::workload::{WorkloadKind, WorkloadView};
 
 /// The source kinds, in ledger and plan order.
 pub const SOURCE_KINDS: [SourceKind; 3] = [
@@ -40,13 +42,26 @@ impl Interest {
             metadata: &view.annotations,
             template: &view.template_annotations,
         });
+        // A Rollout following a Deployment reads the Deployment's template annotations under
+        // its own metadata; index those lists too, so the Deployment (and with it its
+        // followers) is a candidate for what they name.
+        let template_lists = (view.key.kind == WorkloadKind::Deployment).then(|| {
+            policy.named_lists(WorkloadAnnotations {
+                kind: view.key.kind,
+                metadata: &BTreeMap::new(),
+                template: &view.template_annotations,
+            })
+        });
         let mut listed = Vec::new();
         let mut scans = Vec::new();
         for kind in SOURCE_KINDS {
-            let list = lists.get(kind);
-            listed.extend(list.exact_names().map(|n| (kind, n.to_owned())));
-            if list.has_patterns() {
-                scans.push(kind);
+            for list in
+                std::iter::once(lists.get(kind)).chain(template_lists.as_ref().map(|l| l.get(kind)))
+            {
+                listed.extend(list.exact_names().map(|n| (kind, n.to_owned())));
+                if list.has_patterns() && !scans.contains(&kind) {
+                    scans.push(kind);
+                }
             }
         }
         listed.sort();

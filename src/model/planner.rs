@@ -153,7 +153,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             };
         }
     };
-    let recreating = view.recreating();
+    let recreating = view.held_for_recreation();
     if view.deleting && !recreating {
         return Plan {
             intent: Intent::UpToDate,

@@ -111,13 +111,18 @@ impl WorkloadView {
 
     /// A Job we deleted for a reload and must create again (our finalizer holds it).
     pub fn recreating(&self) -> bool {
-        self.deleting
-            && self.job.as_ref().is_some_and(|job| {
-                job.metadata
-                    .finalizers
-                    .iter()
-                    .flatten()
-                    .any(|f| f == RECREATE_FINALIZER)
-            })
+        self.deleting && self.held_for_recreation()
+    }
+
+    /// A Job carrying our re-creation finalizer: a re-creation was started (deleted already,
+    /// or about to be, if the process stopped between the finalizer and the delete).
+    pub fn held_for_recreation(&self) -> bool {
+        self.job.as_ref().is_some_and(|job| {
+            job.metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == RECREATE_FINALIZER)
+        })
     }
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct Health {
     live: AtomicBool,
     ready: AtomicBool,
+    stopping: AtomicBool,
     not_ready_reason: Mutex<String>,
 }
 
@@ -19,6 +20,7 @@ impl Default for Health {
         Self {
             live: AtomicBool::new(true),
             ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             not_ready_reason: Mutex::new("starting".to_owned()),
         }
     }
@@ -43,9 +45,17 @@ impl Health {
         Err(self.reason())
     }
 
-    /// Marks the controller ready.
+    /// Marks the controller ready (never again once shutdown has begun).
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::SeqCst);
+        if !self.stopping.load(Ordering::SeqCst) {
+            self.ready.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Marks the controller not ready for good: it is shutting down.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.set_not_ready("shutting down");
     }
 
     /// Marks the controller not ready, with a reason shown by `/ready`.
@@ -80,6 +90,9 @@ mod tests {
         assert_eq!(health.readiness(), Ok(()));
         health.set_not_ready("shutting down");
         assert_eq!(health.readiness(), Err("shutting down".to_owned()));
+        health.set_stopping();
+        health.set_ready();
+        assert!(health.readiness().is_err(), "no way back once stopping");
         health.set_not_live();
         assert!(!health.is_live());
     }

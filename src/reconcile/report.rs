@@ -148,8 +148,6 @@ impl Reporter {
         if !self.first_time(key, format!("undecodable@{version}")) {
             return;
         }
-        // The decoder quotes the offending value; a pod spec can hold inline credentials.
-        let error = redact_quoted(error);
         let note = format!(
             "Skipping {key}: it cannot be read as a {} ({error}). Fix the object; the other \
              workloads keep reloading.",
@@ -216,39 +214,5 @@ impl Reporter {
                 "cannot publish Event"
             );
         }
-    }
-}
-
-/// `text` with the contents of every double-quoted string replaced by `…`.
-fn redact_quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut quoted = false;
-    for c in text.chars() {
-        if c == '"' {
-            if quoted {
-                out.push('…');
-            }
-            quoted = !quoted;
-            out.push(c);
-        } else if !quoted {
-            out.push(c);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decode_errors_lose_the_values_they_quote() {
-        assert_eq!(
-            redact_quoted(
-                r#"invalid type: string "hunter2", expected struct PodTemplateSpec at line 1 column 9"#
-            ),
-            r#"invalid type: string "…", expected struct PodTemplateSpec at line 1 column 9"#
-        );
-        assert_eq!(redact_quoted("no quotes"), "no quotes");
     }
 }

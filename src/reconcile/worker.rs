@@ -45,7 +45,11 @@ pub async fn run(ctx: std::sync::Arc<Context>, _running: mpsc::Sender<()>) {
         let started = Instant::now();
         let attempt = match ctx.kinds.get(key.kind) {
             Some(kind) => match kind.resume(&ctx, &key) {
-                Some(unfinished) => resumed(&ctx, &key, unfinished.await).await,
+                Some(unfinished) if ctx.leadership.write_state() == WriteState::Allowed => {
+                    resumed(&ctx, &key, unfinished.await).await
+                }
+                // Not ours to write (now): the leader finishes it from what the cluster shows.
+                Some(_) => Attempt::Skipped,
                 None => reconcile(&ctx, kind, &key).await,
             },
             None => {

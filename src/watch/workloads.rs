@@ -98,8 +98,15 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
                 let meta = serde_json::from_str::<MetadataOnly>(raw.get())
                     .map(|m| m.metadata)
                     .unwrap_or_default();
+                // Only the kind of error and its position: the message quotes the offending
+                // value, and a pod spec may hold inline credentials.
                 Ok(Self {
-                    object: Err(error.to_string()),
+                    object: Err(format!(
+                        "{:?} error at line {} column {}",
+                        error.classify(),
+                        error.line(),
+                        error.column()
+                    )),
                     meta,
                 })
             }
@@ -194,13 +201,23 @@ pub async fn run<K: WorkloadResource>(ctx: Arc<Context>, namespace: Option<Strin
             Ok(watcher::Event::InitDone) => {
                 missing_api = 0;
                 let keys: Vec<WorkloadKey> = fresh.iter().map(|(v, _)| v.key.clone()).collect();
-                ctx.workloads
-                    .replace(K::KIND, namespace.as_deref(), std::mem::take(&mut fresh));
+                let vanished = ctx.workloads.replace(
+                    K::KIND,
+                    namespace.as_deref(),
+                    std::mem::take(&mut fresh),
+                );
+                for view in &vanished {
+                    ctx.kinds.observe(view, false);
+                }
                 if std::mem::replace(&mut first, false) {
                     ctx.synced(&watched);
                 } else {
-                    for key in keys {
-                        ctx.enqueue(key);
+                    // Deleted during a watch gap: a kind may hold work for them.
+                    for key in keys
+                        .into_iter()
+                        .chain(vanished.iter().map(|v| v.key.clone()))
+                    {
+                        ctx.workload_changed(&key);
                     }
                 }
             }
