@@ -177,9 +177,13 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
             now,
         })
     });
-    let reference = ctx.kinds.object_reference(view);
-    for problem in &plan.problems {
-        report_problem(ctx, &reference, view, problem).await;
+    // Built only when an Event may be published: most plans write nothing.
+    let reference = || ctx.kinds.object_reference(view);
+    if !plan.problems.is_empty() {
+        let reference = reference();
+        for problem in &plan.problems {
+            report_problem(ctx, &reference, view, problem).await;
+        }
     }
     if plan.intent.writes() {
         match ctx.leadership.write_state() {
@@ -241,6 +245,7 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
                     ctx.metrics.reload_executed(true, &key.namespace);
                     ctx.metrics
                         .action(key.kind.as_str(), true, started.elapsed().as_secs_f64());
+                    let reference = reference();
                     for change in &reload.changes {
                         ctx.report.reloaded(&reference, key, change).await;
                     }
@@ -253,7 +258,7 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
                         .first()
                         .map(|c| c.kind)
                         .unwrap_or(SourceKind::ConfigMap);
-                    Attempt::failed(error, Some((reference, source)))
+                    Attempt::failed(error, Some((reference(), source)))
                 }
             }
         }

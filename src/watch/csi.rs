@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::ResourceExt;
-use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::model::digest::{self, Digest, SourceKind};
@@ -16,6 +15,7 @@ use crate::model::source::SourceEntry;
 use crate::reconcile::Context;
 use crate::reconcile::sync::Watched;
 use crate::watch::custom::{SecretProviderClass, SecretProviderClassPodStatus};
+use crate::watch::scoped_api;
 use crate::watch::workloads::resource_version;
 
 /// What the CSI watchers keep between events.
@@ -34,17 +34,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn api<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    <K as kube::Resource>::DynamicType: Default,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    }
-}
-
 /// Keeps the ignore/match annotations of SecretProviderClasses.
 pub async fn watch_classes(ctx: Arc<Context>, namespace: Option<String>) {
     let keys = [
@@ -53,7 +42,7 @@ pub async fn watch_classes(ctx: Arc<Context>, namespace: Option<String>) {
     ];
     let watched = Watched::Sources("secretproviderclasses", namespace.clone());
     let mut stream = watcher(
-        api::<SecretProviderClass>(&ctx, namespace.as_deref()),
+        scoped_api::<SecretProviderClass>(&ctx.client, namespace.as_deref()),
         watcher::Config::default(),
     )
     .default_backoff()
@@ -110,7 +99,7 @@ pub async fn watch_pod_statuses(ctx: Arc<Context>, namespace: Option<String>) {
     // unless the driver labels its statuses; we do not.
     let watched = Watched::Sources("secretproviderclasspodstatuses", namespace.clone());
     let mut stream = watcher(
-        api::<SecretProviderClassPodStatus>(&ctx, namespace.as_deref()),
+        scoped_api::<SecretProviderClassPodStatus>(&ctx.client, namespace.as_deref()),
         watcher::Config::default(),
     )
     .default_backoff()

@@ -12,7 +12,21 @@ pub mod workloads;
 use std::collections::HashSet;
 use std::sync::RwLock;
 
+use kube::api::Api;
+
 use crate::config::Scope;
+
+/// An API for `namespace`, or for all namespaces: a watch of one namespace or the whole cluster.
+pub(crate) fn scoped_api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
 
 /// Which namespaces reconciles may act in, kept current by the namespace watcher when a
 /// `--namespace-selector` is set.

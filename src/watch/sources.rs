@@ -17,6 +17,7 @@ use crate::notify;
 use crate::ops::leader::WriteState;
 use crate::reconcile::Context;
 use crate::reconcile::sync::Watched;
+use crate::watch::scoped_api;
 
 /// Upstream's resource type label of a source kind.
 pub fn resource_type(kind: SourceKind) -> &'static str {
@@ -42,10 +43,7 @@ pub async fn run<K>(
         + Sync
         + 'static,
 {
-    let api: Api<K> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let api: Api<K> = scoped_api(&ctx.client, namespace.as_deref());
     let mut config = watcher::Config::default();
     if let Some(selector) = &ctx.settings.resource_selector {
         config = config.labels(selector);

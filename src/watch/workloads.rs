@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
 use crate::reconcile::Context;
 use crate::reconcile::sync::Watched;
+use crate::watch::scoped_api;
 
 /// A workload kind we watch: its Kubernetes type and how it projects into a [`WorkloadView`].
 pub trait WorkloadResource:
@@ -177,10 +178,7 @@ async fn seen<K: WorkloadResource>(ctx: &Context, object: &Lenient<K>) -> Seen {
 /// Watches one kind in `namespace` (or everywhere) until the process stops. Returns only when
 /// the API stops serving the kind (its CRD was removed), which the supervisor reports.
 pub async fn run<K: WorkloadResource>(ctx: Arc<Context>, namespace: Option<String>) {
-    let api: Api<Lenient<K>> = match &namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    };
+    let api: Api<Lenient<K>> = scoped_api(&ctx.client, namespace.as_deref());
     let watched = Watched::Kind(K::KIND, namespace.clone());
     let mut stream = watcher(api, watcher::Config::default())
         .default_backoff()
