@@ -116,6 +116,7 @@ fn main() {
             digest: Digest::parse("da39a3ee5e6b4b0d3255bfef95601890afd80709"),
             annotations: Default::default(),
             created_while_running: false,
+            data_changed_at: None,
         };
         sources.upsert(SourceKind::ConfigMap, "target", "cfg", entry.clone());
         let source = SourceRef {

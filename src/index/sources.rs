@@ -64,14 +64,24 @@ impl SourceCache {
                 } else {
                     Change::NoDataChange
                 };
-                let created = existing.created_while_running;
+                let data_changed_at = if change == Change::DataChanged {
+                    entry.data_changed_at
+                } else {
+                    existing.data_changed_at
+                };
                 *existing = SourceEntry {
-                    created_while_running: created,
+                    created_while_running: existing.created_while_running,
+                    data_changed_at,
                     ..entry
                 };
                 change
             }
             _ => {
+                // Appearing is not a change of data a running workload could have read.
+                let entry = SourceEntry {
+                    data_changed_at: None,
+                    ..entry
+                };
                 slot.insert((kind, name.to_owned()), entry);
                 Change::Created
             }
@@ -122,9 +132,14 @@ impl SourceCache {
                         if new.digest != entry.digest || new.annotations != entry.annotations {
                             changed.insert(ns.clone());
                         }
-                        let created = entry.created_while_running;
+                        let data_changed_at = if new.digest != entry.digest {
+                            new.data_changed_at
+                        } else {
+                            entry.data_changed_at
+                        };
                         *entry = SourceEntry {
-                            created_while_running: created,
+                            created_while_running: entry.created_while_running,
+                            data_changed_at,
                             ..new
                         };
                         true
@@ -140,7 +155,8 @@ impl SourceCache {
                 }
             });
         }
-        for ((ns, name), entry) in fresh {
+        for ((ns, name), mut entry) in fresh {
+            entry.data_changed_at = None;
             changed.insert(ns.clone());
             map.entry(ns).or_default().insert((kind, name), entry);
         }
@@ -207,7 +223,33 @@ mod tests {
             digest: Digest::parse(&digest.repeat(40)[..40]),
             annotations: BTreeMap::new(),
             created_while_running: false,
+            data_changed_at: Some(7),
         }
+    }
+
+    #[test]
+    fn the_time_of_a_data_change_is_kept_until_the_next_one() {
+        let cache = SourceCache::default();
+        let at = |cache: &SourceCache| cache.namespace("ns")[0].1.data_changed_at;
+        cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("1"));
+        assert_eq!(at(&cache), None, "appearing is not a change");
+        cache.upsert(SourceKind::ConfigMap, "ns", "a", entry("2"));
+        assert_eq!(at(&cache), Some(7));
+        let later = SourceEntry {
+            data_changed_at: Some(9),
+            ..entry("2")
+        };
+        cache.upsert(SourceKind::ConfigMap, "ns", "a", later.clone());
+        assert_eq!(at(&cache), Some(7), "same data: the change time stays");
+        let fresh = HashMap::from([(
+            ("ns".to_owned(), "a".to_owned()),
+            SourceEntry {
+                data_changed_at: Some(11),
+                ..entry("3")
+            },
+        )]);
+        cache.replace(SourceKind::ConfigMap, None, fresh, false);
+        assert_eq!(at(&cache), Some(11), "a relist that finds new data");
     }
 
     #[test]

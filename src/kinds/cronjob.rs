@@ -4,7 +4,7 @@
 //! was made for (`kube-reloader.io/created-for`), and the Job watch remembers it, so a failure
 //! before the CronJob's ledger write, a retry or a restart creates no second Job.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use futures::future::BoxFuture;
@@ -36,10 +36,17 @@ impl WorkloadResource for CronJob {
 /// (namespace, CronJob, ledger) of a Job we created.
 type Created = (String, String, String);
 
+/// The newest Job created for a CronJob: (its creation time, its name, the ledger).
+type Newest = (Option<i64>, String, String);
+
 /// The CronJob kind, with the Jobs it created (kept current from the Job watch).
 #[derive(Default)]
 pub struct CronJobs {
     created: Mutex<HashSet<Created>>,
+    /// By (namespace, CronJob): what was last applied, for a CronJob we may not patch (its
+    /// ledger lives on its Jobs). Kept when the Job goes (history limits delete Jobs), so the
+    /// change it was made for is not applied twice; dropped with the CronJob.
+    newest: Mutex<HashMap<(String, String), Newest>>,
 }
 
 impl CronJobs {
@@ -47,6 +54,28 @@ impl CronJobs {
         self.created
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn newest(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Newest>> {
+        self.newest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a Job created for `cronjob` with `ledger` if it is the newest one seen.
+    fn saw_job(&self, namespace: &str, cronjob: &str, job: Newest) {
+        let mut newest = self.newest();
+        let slot = newest.entry((namespace.to_owned(), cronjob.to_owned()));
+        match slot {
+            std::collections::hash_map::Entry::Occupied(mut held) => {
+                if (job.0, &job.1) >= (held.get().0, &held.get().1) {
+                    held.insert(job);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(job);
+            }
+        }
     }
 }
 
@@ -78,15 +107,32 @@ impl KindModule for CronJobs {
                 let created = ctx.writer.create(&key.namespace, &job, false).await?;
                 tracing::debug!(workload = %key, job = %created.name_any(), "created a Job from the CronJob");
                 self.lock().insert(marker);
+                let created_at = created
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second());
+                self.saw_job(
+                    &key.namespace,
+                    &key.name,
+                    (created_at, created.name_any(), ledger.clone()),
+                );
             }
-            ctx.writer
-                .patch::<CronJob>(key, patch::baseline(ledger))
-                .await?;
+            // Without `patch` the Job just created is the record.
+            if !ctx.degraded.lacks(WorkloadKind::CronJob, "patch") {
+                ctx.writer
+                    .patch::<CronJob>(key, patch::baseline(ledger))
+                    .await?;
+            }
             Ok(Written::Yes)
         })
     }
     /// A Job we created from a CronJob carries the CronJob's ledger it was made for.
     fn observe(&self, view: &WorkloadView, present: bool) {
+        if view.key.kind == WorkloadKind::CronJob && !present {
+            self.newest()
+                .remove(&(view.key.namespace.clone(), view.key.name.clone()));
+        }
         let Some(job) = view.job.as_deref() else {
             return;
         };
@@ -105,12 +151,28 @@ impl KindModule for CronJobs {
             owner.name.clone(),
             ledger.clone(),
         );
+        if present {
+            self.saw_job(
+                &view.key.namespace,
+                &owner.name,
+                (view.created_at, view.key.name.clone(), ledger.clone()),
+            );
+        }
         let mut created = self.lock();
         if present {
             created.insert(marker);
         } else {
             created.remove(&marker);
         }
+    }
+    /// Without `patch` on CronJobs, the ledger of the newest Job created for it.
+    fn recorded(&self, ctx: &Context, view: &WorkloadView) -> Option<String> {
+        if !ctx.degraded.lacks(WorkloadKind::CronJob, "patch") {
+            return None;
+        }
+        self.newest()
+            .get(&(view.key.namespace.clone(), view.key.name.clone()))
+            .map(|(_, _, ledger)| ledger.clone())
     }
     fn diagnostics(&self) -> Option<Value> {
         Some(serde_json::json!({"cronjob_jobs_known": self.lock().len()}))
@@ -185,8 +247,46 @@ mod tests {
                 .lock()
                 .contains(&("ns".into(), "nightly".into(), "L".into()))
         );
+        let newest = |c: &CronJobs| {
+            c.newest()
+                .get(&("ns".to_owned(), "nightly".to_owned()))
+                .map(|n| n.2.clone())
+        };
+        assert_eq!(newest(&cronjobs).as_deref(), Some("L"));
         cronjobs.observe(&view, false);
         assert!(cronjobs.lock().is_empty());
+        assert_eq!(
+            newest(&cronjobs).as_deref(),
+            Some("L"),
+            "what was applied is kept when the Job goes"
+        );
+        // An older Job does not displace a newer one.
+        cronjobs.saw_job(
+            "ns",
+            "nightly",
+            (Some(10), "nightly-a".into(), "OLD".into()),
+        );
+        cronjobs.saw_job(
+            "ns",
+            "nightly",
+            (Some(20), "nightly-b".into(), "NEW".into()),
+        );
+        cronjobs.saw_job(
+            "ns",
+            "nightly",
+            (Some(15), "nightly-c".into(), "MID".into()),
+        );
+        assert_eq!(newest(&cronjobs).as_deref(), Some("NEW"));
+        let cronjob = WorkloadView {
+            key: WorkloadKey {
+                kind: WorkloadKind::CronJob,
+                namespace: "ns".into(),
+                name: "nightly".into(),
+            },
+            ..WorkloadView::default()
+        };
+        cronjobs.observe(&cronjob, false);
+        assert_eq!(newest(&cronjobs), None, "dropped with the CronJob");
     }
 
     #[test]

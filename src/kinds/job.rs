@@ -14,6 +14,10 @@
 //! (someone removed every finalizer, or step 4's CREATE failed after the PATCH), it is created
 //! from memory ([`Kind::resume`]). Only a restart while the old Job is already gone and the new
 //! one not yet created loses the re-creation.
+//!
+//! Without `patch` on Jobs (upstream's chart grants none), steps 2 and 4's PATCHes are left out:
+//! the DELETE is followed by the CREATE at once, with only memory holding the new Job between
+//! them, and the ledger goes onto the new Job at `create`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -93,12 +97,32 @@ impl KindModule for Jobs {
             )
         };
         // While the old Job exists the cluster says where the re-creation is: plan normally.
-        if ctx
-            .workloads
-            .get(key)
-            .is_some_and(|stored| stored.view.uid == old_uid)
+        // Without `patch` nothing holds it for us, and without `watch` we may not see it go:
+        // ask the API server.
+        if let Some(stored) = ctx.workloads.get(key)
+            && stored.view.uid == old_uid
         {
-            return None;
+            if !(stored.view.deleting && ctx.degraded.lacks(WorkloadKind::Job, "patch")) {
+                return None;
+            }
+            return Some(Box::pin(async move {
+                let api: kube::Api<Job> = kube::Api::namespaced(ctx.client.clone(), &key.namespace);
+                match api.get_opt(&key.name).await {
+                    Ok(Some(job)) if job.metadata.uid.as_deref() == Some(old_uid.as_str()) => {
+                        Err(WriteError::Blocked(
+                            "the old Job is still being deleted (held by another finalizer); it is created again once it is gone".into(),
+                        ))
+                    }
+                    Ok(_) => {
+                        ctx.workloads.remove(key, &old_uid);
+                        Ok(match self.create(ctx, key, &job).await? {
+                            Written::Yes => Some(finished),
+                            Written::Nothing => None,
+                        })
+                    }
+                    Err(e) => Err(WriteError::from_kube(e, "get", "batch", "jobs", &key.namespace)),
+                }
+            }));
         }
         Some(Box::pin(async move {
             tracing::info!(workload = %key, "the old Job is gone; creating the new one");
@@ -144,6 +168,27 @@ impl Jobs {
         let held = if view.recreating() {
             remember();
             old.clone()
+        } else if ctx.degraded.lacks(WorkloadKind::Job, "patch") {
+            // No finalizer to hold it: delete, then create at once (or, while another
+            // finalizer holds the old Job, once it is gone: see `resume`).
+            gate(ctx.writer.create(&key.namespace, &fresh, true).await)?;
+            remember();
+            return match ctx.writer.delete::<Job>(key, &view.uid).await {
+                Ok(Deleted::Gone) => self.create(ctx, key, &fresh).await,
+                Ok(Deleted::Held(job)) => Err(WriteError::Blocked(format!(
+                    "the old Job is still being deleted (held by finalizer {}); it is created again once it is gone",
+                    job.metadata.finalizers.unwrap_or_default().join(", ")
+                ))),
+                Err(WriteError::NotFound | WriteError::Conflict(_)) => {
+                    self.lock().remove(key);
+                    tracing::info!(workload = %key, "the Job to re-create was deleted by someone else; nothing to do");
+                    Ok(Written::Nothing)
+                }
+                Err(e) => {
+                    self.lock().remove(key);
+                    Err(e)
+                }
+            };
         } else {
             gate(ctx.writer.create(&key.namespace, &fresh, true).await)?;
             match ctx

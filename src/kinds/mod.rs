@@ -29,6 +29,7 @@ use crate::model::planner::{PodTemplate, Reload};
 use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
 use crate::reconcile::Context;
 use crate::reconcile::error::WriteError;
+use crate::watch::listing::{self, Lister};
 use crate::watch::workloads::{self, WorkloadResource};
 
 /// Where a kind's API lives.
@@ -135,6 +136,14 @@ pub trait Kind: Send + Sync {
     }
     /// The watch loop for `namespace` (or everywhere).
     fn watch(&self, ctx: Arc<Context>, namespace: Option<String>) -> BoxFuture<'static, ()>;
+    /// The list loop for `namespace` (or everywhere), when we may list the kind but not
+    /// watch it.
+    fn list(
+        &self,
+        ctx: Arc<Context>,
+        namespace: Option<String>,
+        lister: Arc<Lister>,
+    ) -> BoxFuture<'static, ()>;
     /// One patch of a workload of this kind (strategic or merge, as the kind takes it); the
     /// object returned goes into the store.
     fn patch<'a>(
@@ -161,6 +170,11 @@ pub trait Kind: Send + Sync {
     }
     /// Sees every workload the watchers store or drop (a CronJob remembers its Jobs).
     fn observe(&self, _view: &WorkloadView, _present: bool) {}
+    /// The ledger kept elsewhere for a workload we may not write it on, read instead of its
+    /// annotation (see [`crate::model::planner::PlanInput::recorded`]).
+    fn recorded(&self, _ctx: &Context, _view: &WorkloadView) -> Option<String> {
+        None
+    }
     /// Its own state, for the diagnostics endpoint (names and counts only).
     fn diagnostics(&self) -> Option<Value> {
         None
@@ -202,6 +216,10 @@ pub trait KindModule: Send + Sync + 'static {
     }
     /// See [`Kind::observe`].
     fn observe(&self, _view: &WorkloadView, _present: bool) {}
+    /// See [`Kind::recorded`].
+    fn recorded(&self, _ctx: &Context, _view: &WorkloadView) -> Option<String> {
+        None
+    }
     /// See [`Kind::diagnostics`].
     fn diagnostics(&self) -> Option<Value> {
         None
@@ -230,6 +248,14 @@ impl<M: KindModule> Kind for M {
     fn watch(&self, ctx: Arc<Context>, namespace: Option<String>) -> BoxFuture<'static, ()> {
         Box::pin(workloads::run::<M::Object>(ctx, namespace))
     }
+    fn list(
+        &self,
+        ctx: Arc<Context>,
+        namespace: Option<String>,
+        lister: Arc<Lister>,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(listing::run::<M::Object>(ctx, namespace, lister))
+    }
     fn patch<'a>(
         &'a self,
         ctx: &'a Context,
@@ -254,6 +280,9 @@ impl<M: KindModule> Kind for M {
     }
     fn observe(&self, view: &WorkloadView, present: bool) {
         KindModule::observe(self, view, present)
+    }
+    fn recorded(&self, ctx: &Context, view: &WorkloadView) -> Option<String> {
+        KindModule::recorded(self, ctx, view)
     }
     fn diagnostics(&self) -> Option<Value> {
         KindModule::diagnostics(self)

@@ -27,6 +27,8 @@ pub struct Tracked {
     pub container: usize,
     /// Whether the source appeared while we were running (for `--reload-on-create`).
     pub created_while_running: bool,
+    /// Unix seconds when we saw its data change while running, if we did.
+    pub data_changed_at: Option<i64>,
 }
 
 /// A tracked source that was deleted (only considered with `--reload-on-delete`).
@@ -95,6 +97,8 @@ pub struct Markers<'a> {
     pub containers: &'a [Container],
     /// Value of `last-reloaded-from` on the pod template, if any.
     pub last_reloaded_from: Option<&'a str>,
+    /// The workload's `creationTimestamp`, in Unix seconds.
+    pub created_at: Option<i64>,
 }
 
 /// Flags that change the plan.
@@ -106,6 +110,11 @@ pub struct PlanOptions {
     pub reload_on_create: bool,
     /// `--reload-on-delete=true`.
     pub reload_on_delete: bool,
+    /// A workload with no record of a source reloads when the source's data changed (as seen
+    /// while running) at or after the workload's creation, instead of recording a baseline.
+    /// Set for kinds we may not watch (a workload may appear to us only after the change it
+    /// missed, as upstream's list-per-change model sees it) or may not record a baseline on.
+    pub reload_unrecorded: bool,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +160,14 @@ pub fn plan(
         let cause = match previous {
             None if source.created_while_running && options.reload_on_create => {
                 Some(Cause::Created)
+            }
+            None if options.reload_unrecorded
+                && source
+                    .data_changed_at
+                    .zip(markers.created_at)
+                    .is_some_and(|(changed, created)| created <= changed) =>
+            {
+                Some(Cause::Changed)
             }
             None => None,
             Some(previous) if previous == source.digest.as_str() => None,
@@ -222,6 +239,7 @@ mod tests {
             digest: Digest::parse(digest).unwrap(),
             container: 0,
             created_while_running: false,
+            data_changed_at: None,
         }
     }
 
@@ -230,6 +248,7 @@ mod tests {
             strategy: Strategy::EnvVars,
             reload_on_create: false,
             reload_on_delete: false,
+            reload_unrecorded: false,
         }
     }
 
@@ -254,6 +273,48 @@ mod tests {
             ledger,
             containers,
             last_reloaded_from: None,
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn without_a_record_a_change_after_creation_reloads_only_where_asked() {
+        // (workload created at, source changed at, option on, reloads)
+        let table = [
+            (Some(100), Some(200), true, true),
+            (Some(200), Some(200), true, true),
+            (Some(300), Some(200), true, false),
+            (Some(100), None, true, false),
+            (None, Some(200), true, false),
+            (Some(100), Some(200), false, false),
+        ];
+        for (created_at, changed_at, on, reloads) in table {
+            let source = Tracked {
+                data_changed_at: changed_at,
+                ..tracked(SourceKind::ConfigMap, "cfg", A)
+            };
+            let options = PlanOptions {
+                reload_unrecorded: on,
+                ..env_options()
+            };
+            let containers = [container(&[])];
+            let marks = Markers {
+                created_at,
+                ..markers(None, &containers)
+            };
+            let decision = plan(std::slice::from_ref(&source), &[], marks, options);
+            assert_eq!(
+                matches!(decision, Decision::Reload { .. }),
+                reloads,
+                "{created_at:?} {changed_at:?} {on}: {decision:?}"
+            );
+            // A record always wins: the same digest recorded is current.
+            let recorded = format!("{{\"configmap/cfg\":\"{A}\"}}");
+            let marks = Markers {
+                created_at,
+                ..markers(Some(&recorded), &containers)
+            };
+            assert_eq!(plan(&[source], &[], marks, options), Decision::UpToDate);
         }
     }
 
@@ -362,6 +423,7 @@ mod tests {
             ledger: None,
             containers: &[],
             last_reloaded_from: Some(&annotation),
+            created_at: None,
         };
         let decision = plan(
             &[tracked(SourceKind::Secret, "db", A)],
@@ -451,6 +513,7 @@ mod tests {
             strategy: Strategy::Annotations,
             reload_on_create: false,
             reload_on_delete: true,
+            reload_unrecorded: false,
         };
         let Decision::Reload {
             ledger: new_ledger,

@@ -66,6 +66,9 @@ pub struct PlanInput<'a> {
     pub sources: &'a NamespaceSources,
     /// The annotation policy.
     pub policy: &'a Policy,
+    /// The ledger kept elsewhere for a workload we may not write it on (a CronJob we may not
+    /// patch: the ledger its newest Job was created for); read instead of its annotation.
+    pub recorded: Option<&'a str>,
     /// Flags that change the plan.
     pub options: PlanOptions,
     /// Unix seconds now.
@@ -162,9 +165,12 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     }
     let (tracked, deleted) = tracked_sources(input, pod);
     let markers = Markers {
-        ledger: view.annotations.get(LEDGER_ANNOTATION).map(String::as_str),
+        ledger: input
+            .recorded
+            .or_else(|| view.annotations.get(LEDGER_ANNOTATION).map(String::as_str)),
         containers: &pod.spec.containers,
         last_reloaded_from: pod.annotations.get(LAST_RELOADED_FROM).map(String::as_str),
+        created_at: view.created_at,
     };
     let decision = plan::plan(&tracked, &deleted, markers, input.options);
     let reload = |ledger, changes, pause| {
@@ -330,6 +336,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>) -> (Vec<Tracked>
                 digest: digest.clone(),
                 container,
                 created_while_running: entry.created_while_running,
+                data_changed_at: entry.data_changed_at,
             }),
             None => deleted.push(Deleted {
                 kind,
@@ -409,6 +416,7 @@ mod tests {
                             .map(|(k, v)| (k.to_string(), v.to_string()))
                             .collect(),
                         created_while_running: false,
+                        data_changed_at: None,
                     },
                 )
             })
@@ -420,6 +428,7 @@ mod tests {
             strategy: Strategy::EnvVars,
             reload_on_create: false,
             reload_on_delete: false,
+            reload_unrecorded: false,
         }
     }
 
@@ -443,6 +452,7 @@ mod tests {
             pod,
             sources,
             policy: &policy,
+            recorded: None,
             options,
             now: NOW,
         })

@@ -14,6 +14,10 @@ pub struct SourceEntry {
     pub annotations: BTreeMap<String, String>,
     /// Appeared after the initial sync (for `--reload-on-create`).
     pub created_while_running: bool,
+    /// Unix seconds when we saw its data change while running (`None` when unchanged since
+    /// start or since it appeared): a workload created before then, with no record of the
+    /// source, ran the old data (see `PlanOptions::reload_unrecorded`).
+    pub data_changed_at: Option<i64>,
 }
 
 /// The sources of one namespace, by kind and name.

@@ -76,6 +76,8 @@ pub struct WorkloadView {
     pub pod_spec: PodSpec,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
+    /// `metadata.creationTimestamp`, in Unix seconds.
+    pub created_at: Option<i64>,
     /// CronJobs only: the job template, from which a reload creates a Job.
     pub job_template: Option<JobTemplateSpec>,
     /// Jobs only: the Job itself (without status and managed fields), from which a reload

@@ -13,6 +13,7 @@ pub struct Health {
     ready: AtomicBool,
     stopping: AtomicBool,
     not_ready_reason: Mutex<String>,
+    notes: Mutex<Vec<String>>,
 }
 
 impl Default for Health {
@@ -22,6 +23,7 @@ impl Default for Health {
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             not_ready_reason: Mutex::new("starting".to_owned()),
+            notes: Mutex::default(),
         }
     }
 }
@@ -64,6 +66,23 @@ impl Health {
         self.ready.store(false, Ordering::SeqCst);
     }
 
+    /// Sets what `/ready` adds below its status (the permissions worked around, and their
+    /// cost), ready or not.
+    pub fn set_notes(&self, notes: Vec<String>) {
+        *self
+            .notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = notes;
+    }
+
+    /// What `/ready` adds below its status.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn reason(&self) -> String {
         self.lock_reason().clone()
     }
@@ -95,5 +114,8 @@ mod tests {
         assert!(health.readiness().is_err(), "no way back once stopping");
         health.set_not_live();
         assert!(!health.is_live());
+        assert!(health.notes().is_empty());
+        health.set_notes(vec!["degraded: x".into()]);
+        assert_eq!(health.notes(), ["degraded: x"]);
     }
 }

@@ -61,14 +61,18 @@ async fn live(State(state): State<HttpState>) -> Response {
 }
 
 async fn ready(State(state): State<HttpState>) -> Response {
-    match state.health.readiness() {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
+    let (status, mut body) = match state.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ready".to_owned()),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {reason}"),
-        )
-            .into_response(),
+        ),
+    };
+    for note in state.health.notes() {
+        body.push('\n');
+        body.push_str(&note);
     }
+    (status, body).into_response()
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

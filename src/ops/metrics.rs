@@ -95,6 +95,15 @@ pub struct NotificationLabels {
     pub result: &'static str,
 }
 
+/// Label set of `kube_reloader_degraded`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DegradedLabels {
+    /// The kind of object the permission is about (Deployment, CronJob, Event, ...).
+    pub kind: &'static str,
+    /// The verb that is not granted.
+    pub missing: &'static str,
+}
+
 /// Label set of `rest_client_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RestRequestLabels {
@@ -160,6 +169,8 @@ pub struct Metrics {
     pub workqueue_latency: Histogram,
     /// Webhook and alert deliveries by outcome.
     pub notifications: Family<NotificationLabels, Counter>,
+    /// 1 for each missing permission kube-reloader works around (see `/ready`).
+    pub degraded: Family<DegradedLabels, Gauge>,
     /// API requests by status code, method and host (client-go's name).
     pub rest_requests: Family<RestRequestLabels, Counter>,
     /// API request latency by verb and host (client-go's name).
@@ -289,6 +300,12 @@ impl Metrics {
             "Webhook and alert deliveries by kind and result (error after retries, dropped when the queue is full)",
             notifications.clone(),
         );
+        let degraded = Family::<DegradedLabels, Gauge>::default();
+        registry.register(
+            "kube_reloader_degraded",
+            "1 for each missing RBAC permission kube-reloader works around at a cost (the log and /ready say which rule removes it)",
+            degraded.clone(),
+        );
         let rest_requests = Family::<RestRequestLabels, Counter>::default();
         registry.register(
             "rest_client_requests",
@@ -345,6 +362,7 @@ impl Metrics {
             workloads_matched,
             workqueue_latency,
             notifications,
+            degraded,
             rest_requests,
             rest_duration,
             workqueue_adds,

@@ -17,12 +17,14 @@ use crate::ops::health::Health;
 use crate::ops::leader::{Leadership, WriteState};
 use crate::ops::metrics::Metrics;
 use crate::ops::supervisor::Supervisor;
+use crate::reconcile::degraded::Degradations;
 use crate::reconcile::queue::{QueueMetrics, WorkQueue};
 use crate::reconcile::report::{Outbound, Reporter};
 use crate::reconcile::sync::{SyncState, Watched};
 use crate::reconcile::writer::Writer;
 use crate::watch::NamespaceFilter;
 use crate::watch::csi::CsiState;
+use crate::watch::listing::Listers;
 
 /// The shared state of one running controller.
 pub struct Context {
@@ -56,6 +58,10 @@ pub struct Context {
     pub csi: CsiState,
     /// Every long-running task.
     pub supervisor: Supervisor,
+    /// Permissions worked around (set at startup).
+    pub degraded: Degradations,
+    /// Kinds listed per change instead of watched.
+    pub listers: Listers,
     watching: Mutex<Vec<String>>,
 }
 
@@ -90,6 +96,8 @@ impl Context {
             kinds: Registry::new(),
             sync: SyncState::default(),
             csi: CsiState::default(),
+            degraded: Degradations::default(),
+            listers: Listers::default(),
             watching: Mutex::default(),
             client,
             settings,
@@ -106,6 +114,7 @@ impl Context {
             strategy: self.settings.strategy,
             reload_on_create: self.settings.reload_on_create,
             reload_on_delete: self.settings.reload_on_delete,
+            reload_unrecorded: false,
         }
     }
 
@@ -142,16 +151,31 @@ impl Context {
         for kind in scanned {
             self.metrics.workload_scanned(kind.as_str());
         }
+        // A kind we only list is planned after the LIST this change causes.
+        self.listers.source_changed(namespace, kind, name);
         for key in keys {
-            self.enqueue(key);
+            if !self.listers.lists(key.kind, &key.namespace) {
+                self.enqueue(key);
+            }
         }
     }
 
     /// Something about a whole namespace changed (it started matching the selector, or a
     /// relist found changes there): plan every workload in it.
     pub fn namespace_changed(&self, namespace: &str) {
+        self.listers.namespace_changed(namespace);
         for key in self.workloads.keys_in(namespace) {
-            self.enqueue(key);
+            if !self.listers.lists(key.kind, namespace) {
+                self.enqueue(key);
+            }
+        }
+    }
+
+    /// The flags that change the plan of a workload of `kind`.
+    pub fn plan_options_for(&self, kind: WorkloadKind) -> PlanOptions {
+        PlanOptions {
+            reload_unrecorded: self.degraded.reload_unrecorded(kind),
+            ..self.plan_options()
         }
     }
 

@@ -6,6 +6,7 @@
 //! (`model::planner`, then the `kinds` module's write through [`writer`]) → [`report`].
 
 pub mod context;
+pub mod degraded;
 pub mod error;
 pub mod queue;
 pub mod report;
@@ -72,4 +73,12 @@ impl Engine {
         }
         self.ctx.supervisor.abort_all();
     }
+}
+
+/// Unix seconds now (0 before 1970, saturating far in the future).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }

@@ -4,10 +4,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter as EventReporter};
 
 use crate::model::digest::SourceKind;
@@ -29,8 +31,12 @@ pub struct Outbound {
 
 /// The reporter.
 pub struct Reporter {
-    recorders: HashMap<SourceKind, Recorder>,
-    general: Recorder,
+    recorders: HashMap<SourceKind, (&'static str, Recorder)>,
+    general: (&'static str, Recorder),
+    client: Client,
+    instance: Option<String>,
+    /// Publish core v1 Events (upstream's API) instead of events.k8s.io/v1.
+    core_events: AtomicBool,
     reported: Mutex<HashSet<(WorkloadKey, String)>>,
     /// Webhook mode and alerts.
     pub outbound: Outbound,
@@ -39,13 +45,16 @@ pub struct Reporter {
 impl Reporter {
     /// Event recorders named as upstream's controllers, for `instance`.
     pub fn new(client: &Client, instance: Option<String>, outbound: Outbound) -> Self {
-        let recorder = |controller: &str| {
-            Recorder::new(
-                client.clone(),
-                EventReporter {
-                    controller: controller.into(),
-                    instance: instance.clone(),
-                },
+        let recorder = |controller: &'static str| {
+            (
+                controller,
+                Recorder::new(
+                    client.clone(),
+                    EventReporter {
+                        controller: controller.into(),
+                        instance: instance.clone(),
+                    },
+                ),
             )
         };
         Self {
@@ -58,6 +67,9 @@ impl Reporter {
                 ),
             ]),
             general: recorder("kube-reloader"),
+            client: client.clone(),
+            instance,
+            core_events: AtomicBool::new(false),
             reported: Mutex::new(HashSet::new()),
             outbound,
         }
@@ -192,27 +204,89 @@ impl Reporter {
             .await;
     }
 
+    /// Publishes core v1 Events from now on (events.k8s.io is not granted, core Events are).
+    pub fn use_core_events(&self) {
+        self.core_events.store(true, Ordering::Relaxed);
+    }
+
     async fn publish_with(
         &self,
-        recorder: &Recorder,
+        (component, recorder): &(&'static str, Recorder),
         reference: &ObjectReference,
         type_: EventType,
         reason: &str,
         note: String,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reload".into(),
-            secondary: None,
+        let result = if self.core_events.load(Ordering::Relaxed) {
+            self.publish_core(component, reference, type_, reason, note)
+                .await
+        } else {
+            let event = Event {
+                type_,
+                reason: reason.into(),
+                note: Some(note),
+                action: "Reload".into(),
+                secondary: None,
+            };
+            recorder.publish(&event, reference).await
         };
-        if let Err(e) = recorder.publish(&event, reference).await {
+        if let Err(e) = result {
             tracing::warn!(
                 object = reference.name.as_deref().unwrap_or_default(),
                 error = %e,
                 "cannot publish Event"
             );
         }
+    }
+
+    /// One core v1 Event, shaped as client-go's recorder makes upstream's.
+    async fn publish_core(
+        &self,
+        component: &str,
+        reference: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) -> Result<(), kube::Error> {
+        let namespace = reference
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let event = CoreEvent {
+            metadata: ObjectMeta {
+                generate_name: Some(format!(
+                    "{}.",
+                    reference.name.as_deref().unwrap_or("kube-reloader")
+                )),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: reference.clone(),
+            reason: Some(reason.to_owned()),
+            message: Some(note),
+            type_: Some(
+                match type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .to_owned(),
+            ),
+            source: Some(EventSource {
+                component: Some(component.to_owned()),
+                host: None,
+            }),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            reporting_component: Some(component.to_owned()),
+            reporting_instance: self.instance.clone(),
+            action: Some("Reload".to_owned()),
+            ..CoreEvent::default()
+        };
+        Api::<CoreEvent>::namespaced(self.client.clone(), &namespace)
+            .create(&PostParams::default(), &event)
+            .await
+            .map(|_| ())
     }
 }

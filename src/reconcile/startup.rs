@@ -12,7 +12,9 @@ use crate::config::Scope;
 use crate::kinds::Kind;
 use crate::model::digest::{self, SourceKind};
 use crate::model::workload::WorkloadKind;
+use crate::ops::metrics::DegradedLabels;
 use crate::reconcile::Context;
+use crate::reconcile::degraded::{self, Degradation};
 use crate::reconcile::sync::Watched;
 use crate::watch::{self, access};
 
@@ -122,6 +124,8 @@ fn needs(
             }
         }
         need("events.k8s.io", "events", &["create"]);
+        // Upstream's RBAC grants core Events only: the fallback when events.k8s.io is denied.
+        need("", "events", &["create"]);
     }
     if let Scope::Global {
         selector: Some(_), ..
@@ -157,9 +161,100 @@ fn needs(
     needs
 }
 
+/// The gaps among `missing` that kube-reloader works around, recorded in `ctx.degraded`;
+/// returns the rest. Pure apart from the recording: which verbs of which kind have a
+/// workaround is [`degraded::workaround`]'s answer.
+fn work_around(
+    ctx: &Context,
+    kinds: &[&dyn Kind],
+    missing: Vec<access::Missing>,
+) -> Vec<access::Missing> {
+    let core_events_denied = |ns: &Option<String>| {
+        missing.iter().any(|m| {
+            m.need.resource == "events" && m.need.group.is_empty() && &m.need.namespace == ns
+        })
+    };
+    let mut rest = Vec::new();
+    for gap in &missing {
+        let ns = &gap.need.namespace;
+        let kind = kinds
+            .iter()
+            .find(|k| k.api().plural == gap.need.resource && k.api().group == gap.need.group);
+        let mut left = Vec::new();
+        for verb in &gap.denied {
+            let worked_around = match kind {
+                // Only with `list`: without it the kind is skipped.
+                Some(kind) if !gap.denied.contains(&"list") => {
+                    degraded::workaround(kind.kind(), verb)
+                        .map(|cost| (kind.kind().as_str(), Some(kind.kind()), cost))
+                }
+                Some(_) => None,
+                None if gap.need.resource == "events"
+                    && gap.need.group == "events.k8s.io"
+                    && !core_events_denied(ns) =>
+                {
+                    Some(("Event", None, degraded::CORE_EVENTS))
+                }
+                None => None,
+            };
+            match worked_around {
+                Some((kind, workload, cost)) => ctx.degraded.add(Degradation {
+                    kind,
+                    workload,
+                    missing: verb,
+                    namespace: ns.clone(),
+                    rule: access::Missing {
+                        need: gap.need.clone(),
+                        denied: vec![verb],
+                    }
+                    .rule(),
+                    cost,
+                }),
+                None => left.push(*verb),
+            }
+        }
+        if !left.is_empty() {
+            rest.push(access::Missing {
+                need: gap.need.clone(),
+                denied: left,
+            });
+        }
+    }
+    // The core Events rule is only the fallback's: never a gap of its own (with both denied,
+    // the events.k8s.io gap names the API we prefer).
+    rest.retain(|m| !(m.need.resource == "events" && m.need.group.is_empty()));
+    let degradations = ctx.degraded.all();
+    for degradation in &degradations {
+        tracing::warn!(
+            kind = degradation.kind,
+            missing = degradation.missing,
+            namespace = degradation.namespace.as_deref().unwrap_or("(all)"),
+            "{}",
+            degradation.describe()
+        );
+        ctx.metrics
+            .degraded
+            .get_or_create(&DegradedLabels {
+                kind: degradation.kind,
+                missing: degradation.missing,
+            })
+            .set(1);
+    }
+    ctx.health
+        .set_notes(degradations.iter().map(Degradation::describe).collect());
+    if degradations.iter().any(|d| d.kind == "Event") {
+        ctx.report.use_core_events();
+    }
+    rest
+}
+
 /// Checks RBAC; reports each gap once with the rule to add.
-async fn check_access(ctx: &Context, needs: &[access::Need]) -> Vec<access::Missing> {
-    let missing = access::check(&ctx.client, needs).await;
+async fn check_access(
+    ctx: &Context,
+    kinds: &[&dyn Kind],
+    needs: &[access::Need],
+) -> Vec<access::Missing> {
+    let missing = work_around(ctx, kinds, access::check(&ctx.client, needs).await);
     for gap in &missing {
         let effect = match gap.need.resource {
             "events" => "reload Events will not be published",
@@ -192,13 +287,19 @@ pub async fn run(ctx: Arc<Context>) {
     };
     let kinds = discover(&ctx).await;
     let csi = csi_served(&ctx).await;
-    let denied = check_access(&ctx, &needs(&ctx, &namespaces, &kinds, csi)).await;
+    let denied = check_access(&ctx, &kinds, &needs(&ctx, &namespaces, &kinds, csi)).await;
     let allowed = |resource: &str, ns: &Option<String>| {
         !denied.iter().any(|m| {
             m.need.resource == resource
                 && &m.need.namespace == ns
                 && m.denied.iter().any(|v| *v == "list" || *v == "watch")
         })
+    };
+    let listed_only = |kind: WorkloadKind, ns: &Option<String>| {
+        ctx.degraded
+            .all()
+            .iter()
+            .any(|d| d.workload == Some(kind) && d.missing == "watch" && &d.namespace == ns)
     };
     let settings = &ctx.settings;
     // Every watch is registered before any starts, so an early first list cannot declare the
@@ -272,11 +373,17 @@ pub async fn run(ctx: Arc<Context>) {
         }
         for kind in kinds.iter().filter(|k| watched.contains(&k.kind())) {
             let plural = kind.api().plural;
+            let task = if listed_only(kind.kind(), ns) {
+                let lister = ctx.listers.register(kind.kind(), ns.clone());
+                kind.list(ctx.clone(), ns.clone(), lister)
+            } else {
+                kind.watch(ctx.clone(), ns.clone())
+            };
             planned.push((
                 Watched::Kind(kind.kind(), ns.clone()),
                 plural,
                 label(plural),
-                kind.watch(ctx.clone(), ns.clone()),
+                task,
             ));
         }
     }

@@ -14,8 +14,8 @@ use crate::model::patch;
 use crate::model::planner::{self, Intent, PlanInput, PodTemplate, Problem};
 use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
 use crate::ops::leader::WriteState;
-use crate::reconcile::Context;
 use crate::reconcile::error::{self, WriteError};
+use crate::reconcile::{Context, unix_now};
 
 /// What one attempt did.
 enum Attempt {
@@ -165,6 +165,7 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
         Err(problem) => Err(problem.as_str()),
     };
     let now = unix_now();
+    let recorded = kind.recorded(ctx, view);
     let plan = ctx.sources.with_namespace(&key.namespace, |sources| {
         planner::plan(&PlanInput {
             view,
@@ -173,7 +174,8 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
             pod,
             sources,
             policy: &ctx.settings.policy,
-            options: ctx.plan_options(),
+            recorded: recorded.as_deref(),
+            options: ctx.plan_options_for(key.kind),
             now,
         })
     });
@@ -214,6 +216,9 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
             ctx.queue.add_after(key.clone(), Duration::from_secs(wait));
             Attempt::Skipped
         }
+        // Without `patch` there is no baseline to record: a change is judged against the
+        // workload's creation time instead (`PlanOptions::reload_unrecorded`).
+        Intent::Baseline { .. } if ctx.degraded.lacks(key.kind, "patch") => Attempt::Skipped,
         Intent::Baseline { ledger } => match kind.patch(ctx, key, patch::baseline(&ledger)).await {
             Ok(()) => {
                 tracing::debug!(workload = %key, "recorded the current digests (no rollout)");
@@ -304,11 +309,4 @@ async fn report_problem(
         ),
     };
     ctx.report.problem_once(reference, key, what, note).await;
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

@@ -168,6 +168,7 @@ fn observe(ctx: &Context, status: &SecretProviderClassPodStatus) -> Option<(Stri
         digest: Some(digest),
         annotations,
         created_while_running: false,
+        data_changed_at: Some(crate::reconcile::unix_now()),
     };
     ctx.sources
         .upsert(SourceKind::SecretProviderClass, &ns, &class, entry)

@@ -1,10 +1,11 @@
 //! The watchers: they keep the indexes current from the API server and tell the reconciler what
-//! changed. Nothing here issues a LIST or GET per change; watchers list once at start (and after
-//! a watch expires) and then stream changes.
+//! changed. Watchers list once at start (and after a watch expires) and then stream changes; only
+//! a kind we may list but not watch is listed again per change ([`listing`]).
 
 pub mod access;
 pub mod csi;
 pub mod custom;
+pub mod listing;
 pub mod namespaces;
 pub mod sources;
 pub mod workloads;

@@ -61,6 +61,8 @@ pub async fn run<K>(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         created_while_running: created,
+        // Kept by the cache only when the digest differs from the one it held.
+        data_changed_at: Some(crate::reconcile::unix_now()),
     };
     let watched = Watched::Sources(resource_type(kind), namespace.clone());
     let mut stream = watcher(api, config).default_backoff().boxed();

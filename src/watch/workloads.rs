@@ -60,6 +60,7 @@ pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
             .unwrap_or_default(),
         pod_spec: template.and_then(|t| t.spec.clone()).unwrap_or_default(),
         deleting: meta.deletion_timestamp.is_some(),
+        created_at: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
         ..WorkloadView::default()
     };
     object.project_into(&mut view);
@@ -144,14 +145,16 @@ impl<K: Resource<DynamicType = ()>> Resource for Lenient<K> {
     }
 }
 
-/// What one watch event means for the store.
-enum Seen {
+/// What one listed or watched object means for the store.
+pub(crate) enum Seen {
     View(Box<WorkloadView>, Option<u64>),
     Undecodable(WorkloadKey),
     Nameless,
 }
 
-async fn seen<K: WorkloadResource>(ctx: &Context, object: &Lenient<K>) -> Seen {
+/// Projects one object; an object that does not decode is reported (once) and comes back as
+/// [`Seen::Undecodable`].
+pub(crate) async fn seen<K: WorkloadResource>(ctx: &Context, object: &Lenient<K>) -> Seen {
     match &object.object {
         Ok(decoded) => match project(decoded) {
             Some(view) => Seen::View(Box::new(view), resource_version(decoded)),

@@ -24,3 +24,4 @@ mod rbac;
 mod reload;
 mod smoke;
 mod support;
+mod upstream_rbac;
