@@ -56,6 +56,8 @@ expect_rejected "namespaces with watchGlobally true (string)" "/reloader/namespa
   --set reloader.namespaces=team-a
 expect_rejected "misspelt custom_annotations key" "additional properties 'configmaps' not allowed" \
   --set reloader.custom_annotations.configmaps=example.com/x
+expect_rejected "namespace that is not a namespace name" "/namespace'" \
+  --set namespace=Team_A
 expect_rejected "unknown logFormat" "/reloader/logFormat': value must be one of" \
   --set reloader.logFormat=xml
 expect_rejected "negative replicas" "/reloader/deployment/replicas'" \

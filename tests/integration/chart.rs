@@ -472,6 +472,168 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
     );
 }
 
+/// The kinds the chart can render that live in a namespace.
+const NAMESPACED_KINDS: &[&str] = &[
+    "Deployment",
+    "ServiceAccount",
+    "Secret",
+    "Service",
+    "Role",
+    "RoleBinding",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "VerticalPodAutoscaler",
+    "ServiceMonitor",
+    "PodMonitor",
+];
+
+/// Upstream's top-level `namespace` value: every namespaced object, the ServiceAccount the
+/// bindings name, the namespaced mode's always-watched namespace and the monitors' target are
+/// that namespace instead of the release namespace, in global, single-namespace and namespaced
+/// mode; a monitor's own `namespace` still wins. A real install puts the objects there and
+/// NOTES.txt says where.
+#[tokio::test]
+async fn the_namespace_value_places_every_namespaced_object_there() {
+    let cluster = cluster(Tier::A).await;
+    let (release, ns, target) = ("rel", "relns", "elsewhere");
+    let everything: Vec<String> = [
+        "namespace=elsewhere",
+        "reloader.enableHA=true",
+        "reloader.service.port=9090",
+        "reloader.serviceMonitor.enabled=true",
+        "reloader.podMonitor.enabled=true",
+        "reloader.podDisruptionBudget.enabled=true",
+        "reloader.netpol.enabled=true",
+        "reloader.verticalPodAutoscaler.enabled=true",
+        "reloader.deployment.env.secret.ALERT_SINK=slack",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let modes: [&[&str]; 3] = [
+        &[],
+        &["reloader.watchGlobally=false"],
+        &[
+            "reloader.watchGlobally=false",
+            "reloader.namespaces={team-a}",
+        ],
+    ];
+    for mode in modes {
+        let sets: Vec<String> = everything
+            .iter()
+            .cloned()
+            .chain(mode.iter().map(|s| (*s).to_owned()))
+            .collect();
+        let docs = render(&cluster, release, ns, &[], &sets);
+        let mut kinds = BTreeSet::new();
+        for doc in &docs {
+            let kind = doc["kind"].as_str().unwrap();
+            if !NAMESPACED_KINDS.contains(&kind) {
+                assert!(doc["metadata"]["namespace"].is_null(), "{mode:?}: {doc}");
+                continue;
+            }
+            kinds.insert(kind.to_owned());
+            let placed = doc["metadata"]["namespace"].as_str().unwrap();
+            let name = doc["metadata"]["name"].as_str().unwrap();
+            // In namespaced mode the watch Role and its binding also go to the listed namespace.
+            let watch_rbac = ["rel-reloader-role", "rel-reloader-role-binding"].contains(&name);
+            assert!(
+                placed == target || (mode.len() == 2 && watch_rbac && placed == "team-a"),
+                "{mode:?}: {kind} {name} in {placed}"
+            );
+        }
+        assert_eq!(
+            kinds,
+            set_of(NAMESPACED_KINDS),
+            "{mode:?}: every namespaced kind was rendered"
+        );
+        for binding in of_kind(&docs, "RoleBinding")
+            .into_iter()
+            .chain(of_kind(&docs, "ClusterRoleBinding"))
+        {
+            assert_eq!(
+                binding["subjects"],
+                json!([{"kind": "ServiceAccount", "name": "rel-reloader", "namespace": target}])
+            );
+        }
+        for monitor in ["ServiceMonitor", "PodMonitor"] {
+            assert_eq!(
+                of_kind(&docs, monitor)[0]["spec"]["namespaceSelector"],
+                json!({"matchNames": [target]})
+            );
+        }
+        let own: BTreeSet<String> = with(META_INFO_RULES, LEASE_RULES);
+        if mode.is_empty() {
+            assert_eq!(grants(&docs, Some(target)), own);
+        } else {
+            // The chart's namespace is watched: the workload rules are there too.
+            assert!(of_kind(&docs, "ClusterRole").is_empty());
+            let mut expected = with(DEFAULT_RULES, &[]);
+            expected.extend(own);
+            assert_eq!(grants(&docs, Some(target)), expected, "{mode:?}");
+        }
+        if mode.len() == 2 {
+            assert!(args(&docs).contains(&format!("--namespaces={target},team-a")));
+            assert_eq!(grants(&docs, Some("team-a")), with(DEFAULT_RULES, &[]));
+        }
+        assert!(grants(&docs, Some(ns)).is_empty(), "{mode:?}: RBAC in {ns}");
+    }
+    // A monitor's own namespace wins; it still scrapes the chart's namespace.
+    let mut sets = everything.clone();
+    sets.push("reloader.podMonitor.namespace=monitoring".to_owned());
+    let docs = render(&cluster, release, ns, &[], &sets);
+    let monitor = of_kind(&docs, "PodMonitor")[0];
+    assert_eq!(monitor["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"],
+        json!({"matchNames": [target]})
+    );
+
+    // A real install: the objects are in the other namespace, the release record stays.
+    let release_ns = cluster.create_namespace("chart-nsvalue").await.unwrap();
+    let other = cluster
+        .create_namespace("chart-nsvalue-objects")
+        .await
+        .unwrap();
+    let admin = cluster.client().await.unwrap();
+    let sets = [
+        format!("namespace={other}"),
+        "reloader.watchGlobally=false".to_owned(),
+    ];
+    let (notes, installed) = install(&cluster, &release_ns, &release_ns, &[], &sets);
+    assert!(
+        notes.contains(&format!(
+            "is installed as Deployment {other}/{release_ns}-reloader."
+        )) && notes.contains(&format!("Watching: namespace {other} only")),
+        "{notes}"
+    );
+    let name = format!("{release_ns}-reloader");
+    assert!(
+        Api::<Deployment>::namespaced(admin.clone(), &other)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        Api::<Deployment>::namespaced(admin.clone(), &release_ns)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        Api::<Role>::namespaced(admin.clone(), &other)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        of_kind(&installed, "Role").len()
+    );
+    run(helm(&cluster).args(["uninstall", &release_ns, "--namespace", &release_ns]));
+}
+
 /// Minimal CRDs (any content accepted) for the optional Prometheus Operator and VPA objects, so
 /// the dry run checks those objects' kind, name and namespace too.
 fn install_monitoring_crds(cluster: &ClusterInfo, kubectl: impl Fn() -> Command) {

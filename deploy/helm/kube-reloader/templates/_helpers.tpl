@@ -14,6 +14,14 @@ them, so switching charts keeps object names and the Deployment's selector.
 {{- end -}}
 {{- end -}}
 
+{{/*
+The namespace of every namespaced object: the top-level `namespace` value, as upstream's chart
+reads it, or the release namespace.
+*/}}
+{{- define "kube-reloader.namespace" -}}
+{{- .Values.namespace | default .Release.Namespace -}}
+{{- end -}}
+
 {{- define "kube-reloader.serviceAccountName" -}}
 {{- $account := .Values.reloader.serviceAccount -}}
 {{- if $account.create -}}
@@ -53,7 +61,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{- define "kube-reloader.subjects" -}}
 - kind: ServiceAccount
   name: {{ include "kube-reloader.serviceAccountName" . }}
-  namespace: {{ .Release.Namespace }}
+  namespace: {{ include "kube-reloader.namespace" . }}
 {{- end -}}
 
 {{- define "kube-reloader.image" -}}
@@ -77,7 +85,7 @@ true
 {{- end -}}
 
 {{/*
-The namespaces of the namespaced mode as a comma-separated string: the release namespace plus
+The namespaces of the namespaced mode as a comma-separated string: the chart's namespace plus
 `namespaces` (list or CSV), trimmed, without duplicates, sorted. Empty when `namespaces` is.
 */}}
 {{- define "kube-reloader.namespaces" -}}
@@ -93,7 +101,7 @@ The namespaces of the namespaced mode as a comma-separated string: the release n
 {{- end -}}
 {{- end -}}
 {{- if $names -}}
-{{- append $names .Release.Namespace | uniq | sortAlpha | join "," -}}
+{{- append $names (include "kube-reloader.namespace" .) | uniq | sortAlpha | join "," -}}
 {{- end -}}
 {{- end -}}
 
