@@ -472,6 +472,11 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
     );
 }
 
+/// A value set of deploy/helm/kube-reloader/ci/.
+fn ci_values(name: &str) -> String {
+    format!("{CHART}/ci/{name}-values.yaml")
+}
+
 /// The kinds the chart can render that live in a namespace.
 const NAMESPACED_KINDS: &[&str] = &[
     "Deployment",
@@ -632,6 +637,71 @@ async fn the_namespace_value_places_every_namespaced_object_there() {
         of_kind(&installed, "Role").len()
     );
     run(helm(&cluster).args(["uninstall", &release_ns, "--namespace", &release_ns]));
+}
+
+/// Labels and annotations given as templates (ci/templated-values.yaml) are rendered with tpl,
+/// as upstream's chart renders them: on the Deployment, its pod and selector, the Service
+/// selector, the ServiceAccount, the RBAC objects and the monitors; `{{ "{{" }}` keeps a literal.
+#[tokio::test]
+async fn labels_and_annotations_from_values_are_rendered_with_tpl() {
+    let cluster = cluster(Tier::A).await;
+    let docs = render(&cluster, "rel", "relns", &[&ci_values("templated")], &[]);
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let metadata = &deployment["metadata"];
+    assert_eq!(metadata["labels"]["chart-name"], "kube-reloader");
+    assert_eq!(metadata["labels"]["instance"], "rel");
+    assert_eq!(
+        metadata["annotations"],
+        json!({"example.com/release": "rel", "example.com/literal": "{{ kept }}"})
+    );
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        json!({"app": "rel-reloader", "release": "rel", "instance": "rel"})
+    );
+    let pod = &deployment["spec"]["template"]["metadata"];
+    assert_eq!(pod["labels"]["instance"], "rel");
+    assert_eq!(pod["labels"]["chart-name"], "kube-reloader");
+    assert_eq!(
+        pod["annotations"],
+        json!({"example.com/namespace": "relns"})
+    );
+    let service = of_kind(&docs, "Service")[0];
+    assert_eq!(
+        service["spec"]["selector"],
+        json!({"app": "rel-reloader", "release": "rel", "instance": "rel"})
+    );
+    assert_eq!(service["metadata"]["labels"]["service-of"], "rel");
+    assert_eq!(
+        service["metadata"]["annotations"],
+        json!({"example.com/service-of": "rel"})
+    );
+    let account = of_kind(&docs, "ServiceAccount")[0];
+    assert_eq!(account["metadata"]["labels"]["account-of"], "rel");
+    assert_eq!(
+        account["metadata"]["annotations"],
+        json!({"example.com/role": "arn:aws:iam::123456789012:role/rel"})
+    );
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        for doc in of_kind(&docs, kind) {
+            assert_eq!(doc["metadata"]["labels"]["rbac-of"], "rel", "{kind}");
+            assert_eq!(doc["metadata"]["labels"]["instance"], "rel", "{kind}");
+        }
+    }
+    for kind in ["PodMonitor", "ServiceMonitor"] {
+        let monitor = of_kind(&docs, kind)[0];
+        assert_eq!(monitor["metadata"]["labels"]["monitor-of"], "rel", "{kind}");
+        assert_eq!(
+            monitor["spec"]["selector"]["matchLabels"]["instance"], "rel",
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        of_kind(&docs, "PodMonitor")[0]["metadata"]["annotations"],
+        json!({"example.com/monitor-of": "rel"})
+    );
+    // No template is left unrendered anywhere (the escaped literal aside).
+    let text = serde_json::to_string(&docs).unwrap();
+    assert_eq!(text.matches("{{").count(), 1, "{text}");
 }
 
 /// Minimal CRDs (any content accepted) for the optional Prometheus Operator and VPA objects, so

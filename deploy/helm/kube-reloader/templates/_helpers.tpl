@@ -22,6 +22,22 @@ reads it, or the release namespace.
 {{- .Values.namespace | default .Release.Namespace -}}
 {{- end -}}
 
+{{/*
+Labels or annotations given in values, one `"key": "value"` line each, with `tpl` applied to
+keys and values (so "{{ .Release.Name }}" renders, as upstream's chart allows) and every value a
+string. Null values are left out. Call with (dict "map" <the map> "root" $).
+*/}}
+{{- define "kube-reloader.tplMap" -}}
+{{- $root := .root -}}
+{{- $lines := list -}}
+{{- range $key, $value := .map -}}
+{{- if not (kindIs "invalid" $value) -}}
+{{- $lines = append $lines (printf "%s: %s" (tpl (toString $key) $root | quote) (tpl (toString $value) $root | quote)) -}}
+{{- end -}}
+{{- end -}}
+{{- join "\n" $lines -}}
+{{- end -}}
+
 {{- define "kube-reloader.serviceAccountName" -}}
 {{- $account := .Values.reloader.serviceAccount -}}
 {{- if $account.create -}}
@@ -35,8 +51,8 @@ reads it, or the release namespace.
 {{- define "kube-reloader.selectorLabels" -}}
 app: {{ include "kube-reloader.fullname" . }}
 release: {{ .Release.Name | quote }}
-{{- with .Values.reloader.matchLabels }}
-{{ toYaml . }}
+{{- with include "kube-reloader.tplMap" (dict "map" .Values.reloader.matchLabels "root" .) }}
+{{ . }}
 {{- end }}
 {{- end -}}
 
@@ -53,8 +69,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{/* Labels of RBAC objects. */}}
 {{- define "kube-reloader.rbacLabels" -}}
 {{ include "kube-reloader.labels" . }}
-{{- with .Values.reloader.rbac.labels }}
-{{ toYaml . }}
+{{- with include "kube-reloader.tplMap" (dict "map" .Values.reloader.rbac.labels "root" .) }}
+{{ . }}
 {{- end }}
 {{- end -}}
 
