@@ -704,6 +704,54 @@ async fn labels_and_annotations_from_values_are_rendered_with_tpl() {
     assert_eq!(text.matches("{{").count(), 1, "{text}");
 }
 
+/// Empty `env.open`, `env.secret` and `env.existing` values ("" or null) are left out, as
+/// upstream's chart leaves them out: no empty env var, no empty Secret key, and no Secret at all
+/// when every secret value is empty. false is a value.
+#[tokio::test]
+async fn empty_env_values_are_left_out() {
+    let cluster = cluster(Tier::A).await;
+    let docs = render(&cluster, "rel", "relns", &[&ci_values("empty-env")], &[]);
+    assert_eq!(
+        env_names(&docs),
+        [
+            "RELOADER_NAMESPACE",
+            "RELOADER_DEPLOYMENT_NAME",
+            "DISABLED",
+            "KEPT",
+            "ALERT_ON_RELOAD",
+            "ALERT_ADDITIONAL_INFO"
+        ]
+    );
+    let env = &container(&docs)["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "DISABLED" && e["value"] == "false")
+    );
+    let secrets = of_kind(&docs, "Secret");
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        secrets[0]["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["ALERT_ON_RELOAD"]
+    );
+
+    let sets = [
+        "reloader.deployment.env.secret.ALERT_SINK=".to_owned(),
+        "reloader.deployment.env.open.EMPTY=".to_owned(),
+    ];
+    let docs = render(&cluster, "rel", "relns", &[], &sets);
+    assert!(of_kind(&docs, "Secret").is_empty());
+    assert_eq!(
+        env_names(&docs),
+        ["RELOADER_NAMESPACE", "RELOADER_DEPLOYMENT_NAME"]
+    );
+}
+
 /// Minimal CRDs (any content accepted) for the optional Prometheus Operator and VPA objects, so
 /// the dry run checks those objects' kind, name and namespace too.
 fn install_monitoring_crds(cluster: &ClusterInfo, kubectl: impl Fn() -> Command) {

@@ -38,6 +38,16 @@ string. Null values are left out. Call with (dict "map" <the map> "root" $).
 {{- join "\n" $lines -}}
 {{- end -}}
 
+{{/*
+"true" when an env value from values is given: not null and not "". false and 0 are values
+(upstream's chart drops them too, with `empty`; here they are rendered as "false" and "0").
+*/}}
+{{- define "kube-reloader.present" -}}
+{{- if and (not (kindIs "invalid" .)) (ne (toString .) "") -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "kube-reloader.serviceAccountName" -}}
 {{- $account := .Values.reloader.serviceAccount -}}
 {{- if $account.create -}}
