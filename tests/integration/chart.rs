@@ -477,6 +477,21 @@ fn ci_values(name: &str) -> String {
     format!("{CHART}/ci/{name}-values.yaml")
 }
 
+/// `helm template` that must fail: its error output.
+fn render_error(cluster: &ClusterInfo, sets: &[String]) -> String {
+    let output = helm(cluster)
+        .args(["template", "rel", CHART, "--namespace", "relns"])
+        .args(value_args(&[], sets))
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "helm template {sets:?} succeeded:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
 /// The kinds the chart can render that live in a namespace.
 const NAMESPACED_KINDS: &[&str] = &[
     "Deployment",
@@ -702,6 +717,75 @@ async fn labels_and_annotations_from_values_are_rendered_with_tpl() {
     // No template is left unrendered anywhere (the escaped literal aside).
     let text = serde_json::to_string(&docs).unwrap();
     assert_eq!(text.matches("{{").count(), 1, "{text}");
+}
+
+/// Probe values and custom_annotations in upstream's shape (ci/upstream-shapes-values.yaml):
+/// keys without effect here are rendered without error and named in NOTES.txt with the reason;
+/// the timings that have an effect are applied. The schema still rejects what cannot run.
+#[tokio::test]
+async fn upstream_shaped_probe_and_annotation_values_render_and_warn_when_without_effect() {
+    let cluster = cluster(Tier::A).await;
+    let shapes = ci_values("upstream-shapes");
+    let docs = render(&cluster, "rel", "relns", &[&shapes], &[]);
+    let rendered = args(&docs);
+    assert_eq!(
+        rendered,
+        [
+            "--log-level=info",
+            "--configmap-annotation=example.com/configmap-reload"
+        ]
+    );
+    let app = container(&docs);
+    assert_eq!(
+        app["livenessProbe"],
+        json!({"httpGet": {"path": "/live", "port": "http"}, "timeoutSeconds": 7,
+            "failureThreshold": 5, "periodSeconds": 10, "successThreshold": 1, "initialDelaySeconds": 10})
+    );
+    assert_eq!(
+        app["readinessProbe"],
+        json!({"httpGet": {"path": "/ready", "port": "http"}, "timeoutSeconds": 5,
+            "failureThreshold": 5, "periodSeconds": 20, "successThreshold": 1, "initialDelaySeconds": 10})
+    );
+
+    let release = cluster.create_namespace("chart-shapes").await.unwrap();
+    let single = ["reloader.watchGlobally=false".to_owned()];
+    let (notes, _) = install(&cluster, &release, &release, &[], &single);
+    assert!(!notes.contains("has no effect"), "{notes}");
+    let (notes, _) = install(&cluster, &release, &release, &[&shapes], &single);
+    for warning in [
+        "WARNING: reloader.deployment.livenessProbe.enabled has no effect: only the probe timings",
+        "WARNING: reloader.deployment.readinessProbe.httpGet has no effect: only the probe timings",
+        "the probe is HTTP GET /ready on port http",
+        "WARNING: reloader.custom_annotations.configmaps has no effect: neither kube-reloader nor upstream's chart reads that key",
+        "WARNING: reloader.custom_annotations.ignore is empty and has no effect: the default annotation reloader.stakater.com/ignore is used.",
+    ] {
+        assert!(notes.contains(warning), "{warning} missing from:\n{notes}");
+    }
+    assert_eq!(notes.matches("has no effect").count(), 4, "{notes}");
+    run(helm(&cluster).args(["uninstall", &release, "--namespace", &release]));
+
+    // Values that cannot run are still rejected before anything is installed.
+    for (set, at) in [
+        (
+            "reloader.deployment.readinessProbe.timeoutSeconds=-1",
+            "/reloader/deployment/readinessProbe/timeoutSeconds",
+        ),
+        (
+            "reloader.deployment.livenessProbe.periodSeconds=10s",
+            "/reloader/deployment/livenessProbe/periodSeconds",
+        ),
+        (
+            "reloader.deployment.livenessProbe.successThreshold=2",
+            "/reloader/deployment/livenessProbe/successThreshold",
+        ),
+        (
+            "reloader.custom_annotations.configmap=5",
+            "/reloader/custom_annotations/configmap",
+        ),
+    ] {
+        let error = render_error(&cluster, &[set.to_owned()]);
+        assert!(error.contains(at), "{set}: {error}");
+    }
 }
 
 /// Empty `env.open`, `env.secret` and `env.existing` values ("" or null) are left out, as

@@ -182,6 +182,33 @@ The rules for watching and reloading, for the ClusterRole (global mode) or each 
 {{- end }}
 {{- end -}}
 
+{{/*
+reloader.custom_annotations: each key upstream's chart reads, with the flag it sets and the
+binary's default annotation (for NOTES.txt), as JSON.
+*/}}
+{{- define "kube-reloader.annotationFlags" -}}
+{{- $flags := dict -}}
+{{- range list
+    (list "configmap" "configmap-annotation" "configmap.reloader.stakater.com/reload")
+    (list "secret" "secret-annotation" "secret.reloader.stakater.com/reload")
+    (list "auto" "auto-annotation" "reloader.stakater.com/auto")
+    (list "secret_auto" "secret-auto-annotation" "secret.reloader.stakater.com/auto")
+    (list "configmap_auto" "configmap-auto-annotation" "configmap.reloader.stakater.com/auto")
+    (list "search" "auto-search-annotation" "reloader.stakater.com/search")
+    (list "match" "search-match-annotation" "reloader.stakater.com/match")
+    (list "ignore" "ignore-annotation" "reloader.stakater.com/ignore")
+    (list "pausePeriod" "pause-deployment-annotation" "deployment.reloader.stakater.com/pause-period")
+    (list "pauseTime" "pause-deployment-time-annotation" "deployment.reloader.stakater.com/paused-at") -}}
+{{- $_ := set $flags (index . 0) (dict "flag" (index . 1) "default" (index . 2)) -}}
+{{- end -}}
+{{- toJson $flags -}}
+{{- end -}}
+
+{{/* The probe keys the chart reads; any other key of livenessProbe/readinessProbe has no effect. */}}
+{{- define "kube-reloader.probeKeys" -}}
+timeoutSeconds failureThreshold periodSeconds successThreshold initialDelaySeconds
+{{- end -}}
+
 {{/* Probe timings: upstream's defaults, each overridable. */}}
 {{- define "kube-reloader.probeTimings" -}}
 timeoutSeconds: {{ .timeoutSeconds | default 5 }}
