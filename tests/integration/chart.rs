@@ -836,6 +836,34 @@ async fn empty_env_values_are_left_out() {
     );
 }
 
+/// `deployment.labels` defaults to upstream's (provider, group, version), on the Deployment and
+/// its pod but not in the immutable selector; version is the chart's appVersion here, and a
+/// values file's own labels (upstream's values.yaml) replace them.
+#[tokio::test]
+async fn deployment_labels_default_to_upstreams() {
+    let cluster = cluster(Tier::A).await;
+    let docs = render(&cluster, "rel", "relns", &[], &[]);
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let version = deployment["metadata"]["labels"]["app.kubernetes.io/version"].clone();
+    assert!(version.is_string());
+    for labels in [
+        &deployment["metadata"]["labels"],
+        &deployment["spec"]["template"]["metadata"]["labels"],
+    ] {
+        assert_eq!(labels["provider"], "stakater");
+        assert_eq!(labels["group"], "com.stakater.platform");
+        assert_eq!(labels["version"], version);
+    }
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        json!({"app": "rel-reloader", "release": "rel"})
+    );
+    let docs = render(&cluster, "rel", "relns", &[UPSTREAM_VALUES], &[]);
+    let labels = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels["version"], "v1.4.21");
+    assert_eq!(labels["provider"], "stakater");
+}
+
 /// Minimal CRDs (any content accepted) for the optional Prometheus Operator and VPA objects, so
 /// the dry run checks those objects' kind, name and namespace too.
 fn install_monitoring_crds(cluster: &ClusterInfo, kubectl: impl Fn() -> Command) {
