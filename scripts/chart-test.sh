@@ -54,8 +54,16 @@ expect_rejected "namespaces with watchGlobally true (list)" "/reloader/namespace
   --set 'reloader.namespaces={team-a}'
 expect_rejected "namespaces with watchGlobally true (string)" "/reloader/namespaces': maxLength" \
   --set reloader.namespaces=team-a
-expect_rejected "misspelt custom_annotations key" "additional properties 'configmaps' not allowed" \
-  --set reloader.custom_annotations.configmaps=example.com/x
+expect_rejected "custom_annotations key that is not a string" "/reloader/custom_annotations/configmap'" \
+  --set reloader.custom_annotations.configmap=5
+expect_rejected "negative probe timing" "/reloader/deployment/readinessProbe/timeoutSeconds'" \
+  --set reloader.deployment.readinessProbe.timeoutSeconds=-1
+expect_rejected "probe timing that is not a number" "/reloader/deployment/livenessProbe/periodSeconds'" \
+  --set reloader.deployment.livenessProbe.periodSeconds=10s
+expect_rejected "liveness successThreshold other than 1" "/reloader/deployment/livenessProbe/successThreshold'" \
+  --set reloader.deployment.livenessProbe.successThreshold=2
+expect_rejected "namespace that is not a namespace name" "/namespace'" \
+  --set namespace=Team_A
 expect_rejected "unknown logFormat" "/reloader/logFormat': value must be one of" \
   --set reloader.logFormat=xml
 expect_rejected "negative replicas" "/reloader/deployment/replicas'" \

@@ -472,6 +472,398 @@ async fn value_sets_render_the_args_env_and_rbac_of_their_features() {
     );
 }
 
+/// A value set of deploy/helm/kube-reloader/ci/.
+fn ci_values(name: &str) -> String {
+    format!("{CHART}/ci/{name}-values.yaml")
+}
+
+/// `helm template` that must fail: its error output.
+fn render_error(cluster: &ClusterInfo, sets: &[String]) -> String {
+    let output = helm(cluster)
+        .args(["template", "rel", CHART, "--namespace", "relns"])
+        .args(value_args(&[], sets))
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "helm template {sets:?} succeeded:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// The kinds the chart can render that live in a namespace.
+const NAMESPACED_KINDS: &[&str] = &[
+    "Deployment",
+    "ServiceAccount",
+    "Secret",
+    "Service",
+    "Role",
+    "RoleBinding",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "VerticalPodAutoscaler",
+    "ServiceMonitor",
+    "PodMonitor",
+];
+
+/// Upstream's top-level `namespace` value: every namespaced object, the ServiceAccount the
+/// bindings name, the namespaced mode's always-watched namespace and the monitors' target are
+/// that namespace instead of the release namespace, in global, single-namespace and namespaced
+/// mode; a monitor's own `namespace` still wins. A real install puts the objects there and
+/// NOTES.txt says where.
+#[tokio::test]
+async fn the_namespace_value_places_every_namespaced_object_there() {
+    let cluster = cluster(Tier::A).await;
+    let (release, ns, target) = ("rel", "relns", "elsewhere");
+    let everything: Vec<String> = [
+        "namespace=elsewhere",
+        "reloader.enableHA=true",
+        "reloader.service.port=9090",
+        "reloader.serviceMonitor.enabled=true",
+        "reloader.podMonitor.enabled=true",
+        "reloader.podDisruptionBudget.enabled=true",
+        "reloader.netpol.enabled=true",
+        "reloader.verticalPodAutoscaler.enabled=true",
+        "reloader.deployment.env.secret.ALERT_SINK=slack",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let modes: [&[&str]; 3] = [
+        &[],
+        &["reloader.watchGlobally=false"],
+        &[
+            "reloader.watchGlobally=false",
+            "reloader.namespaces={team-a}",
+        ],
+    ];
+    for mode in modes {
+        let sets: Vec<String> = everything
+            .iter()
+            .cloned()
+            .chain(mode.iter().map(|s| (*s).to_owned()))
+            .collect();
+        let docs = render(&cluster, release, ns, &[], &sets);
+        let mut kinds = BTreeSet::new();
+        for doc in &docs {
+            let kind = doc["kind"].as_str().unwrap();
+            if !NAMESPACED_KINDS.contains(&kind) {
+                assert!(doc["metadata"]["namespace"].is_null(), "{mode:?}: {doc}");
+                continue;
+            }
+            kinds.insert(kind.to_owned());
+            let placed = doc["metadata"]["namespace"].as_str().unwrap();
+            let name = doc["metadata"]["name"].as_str().unwrap();
+            // In namespaced mode the watch Role and its binding also go to the listed namespace.
+            let watch_rbac = ["rel-reloader-role", "rel-reloader-role-binding"].contains(&name);
+            assert!(
+                placed == target || (mode.len() == 2 && watch_rbac && placed == "team-a"),
+                "{mode:?}: {kind} {name} in {placed}"
+            );
+        }
+        assert_eq!(
+            kinds,
+            set_of(NAMESPACED_KINDS),
+            "{mode:?}: every namespaced kind was rendered"
+        );
+        for binding in of_kind(&docs, "RoleBinding")
+            .into_iter()
+            .chain(of_kind(&docs, "ClusterRoleBinding"))
+        {
+            assert_eq!(
+                binding["subjects"],
+                json!([{"kind": "ServiceAccount", "name": "rel-reloader", "namespace": target}])
+            );
+        }
+        for monitor in ["ServiceMonitor", "PodMonitor"] {
+            assert_eq!(
+                of_kind(&docs, monitor)[0]["spec"]["namespaceSelector"],
+                json!({"matchNames": [target]})
+            );
+        }
+        let own: BTreeSet<String> = with(META_INFO_RULES, LEASE_RULES);
+        if mode.is_empty() {
+            assert_eq!(grants(&docs, Some(target)), own);
+        } else {
+            // The chart's namespace is watched: the workload rules are there too.
+            assert!(of_kind(&docs, "ClusterRole").is_empty());
+            let mut expected = with(DEFAULT_RULES, &[]);
+            expected.extend(own);
+            assert_eq!(grants(&docs, Some(target)), expected, "{mode:?}");
+        }
+        if mode.len() == 2 {
+            assert!(args(&docs).contains(&format!("--namespaces={target},team-a")));
+            assert_eq!(grants(&docs, Some("team-a")), with(DEFAULT_RULES, &[]));
+        }
+        assert!(grants(&docs, Some(ns)).is_empty(), "{mode:?}: RBAC in {ns}");
+    }
+    // A monitor's own namespace wins; it still scrapes the chart's namespace.
+    let mut sets = everything.clone();
+    sets.push("reloader.podMonitor.namespace=monitoring".to_owned());
+    let docs = render(&cluster, release, ns, &[], &sets);
+    let monitor = of_kind(&docs, "PodMonitor")[0];
+    assert_eq!(monitor["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"],
+        json!({"matchNames": [target]})
+    );
+
+    // A real install: the objects are in the other namespace, the release record stays.
+    let release_ns = cluster.create_namespace("chart-nsvalue").await.unwrap();
+    let other = cluster
+        .create_namespace("chart-nsvalue-objects")
+        .await
+        .unwrap();
+    let admin = cluster.client().await.unwrap();
+    let sets = [
+        format!("namespace={other}"),
+        "reloader.watchGlobally=false".to_owned(),
+    ];
+    let (notes, installed) = install(&cluster, &release_ns, &release_ns, &[], &sets);
+    assert!(
+        notes.contains(&format!(
+            "is installed as Deployment {other}/{release_ns}-reloader."
+        )) && notes.contains(&format!("Watching: namespace {other} only")),
+        "{notes}"
+    );
+    let name = format!("{release_ns}-reloader");
+    assert!(
+        Api::<Deployment>::namespaced(admin.clone(), &other)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        Api::<Deployment>::namespaced(admin.clone(), &release_ns)
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        Api::<Role>::namespaced(admin.clone(), &other)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        of_kind(&installed, "Role").len()
+    );
+    run(helm(&cluster).args(["uninstall", &release_ns, "--namespace", &release_ns]));
+}
+
+/// Labels and annotations given as templates (ci/templated-values.yaml) are rendered with tpl,
+/// as upstream's chart renders them: on the Deployment, its pod and selector, the Service
+/// selector, the ServiceAccount, the RBAC objects and the monitors; `{{ "{{" }}` keeps a literal.
+#[tokio::test]
+async fn labels_and_annotations_from_values_are_rendered_with_tpl() {
+    let cluster = cluster(Tier::A).await;
+    let docs = render(&cluster, "rel", "relns", &[&ci_values("templated")], &[]);
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let metadata = &deployment["metadata"];
+    assert_eq!(metadata["labels"]["chart-name"], "kube-reloader");
+    assert_eq!(metadata["labels"]["instance"], "rel");
+    assert_eq!(
+        metadata["annotations"],
+        json!({"example.com/release": "rel", "example.com/literal": "{{ kept }}"})
+    );
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        json!({"app": "rel-reloader", "release": "rel", "instance": "rel"})
+    );
+    let pod = &deployment["spec"]["template"]["metadata"];
+    assert_eq!(pod["labels"]["instance"], "rel");
+    assert_eq!(pod["labels"]["chart-name"], "kube-reloader");
+    assert_eq!(
+        pod["annotations"],
+        json!({"example.com/namespace": "relns"})
+    );
+    let service = of_kind(&docs, "Service")[0];
+    assert_eq!(
+        service["spec"]["selector"],
+        json!({"app": "rel-reloader", "release": "rel", "instance": "rel"})
+    );
+    assert_eq!(service["metadata"]["labels"]["service-of"], "rel");
+    assert_eq!(
+        service["metadata"]["annotations"],
+        json!({"example.com/service-of": "rel"})
+    );
+    let account = of_kind(&docs, "ServiceAccount")[0];
+    assert_eq!(account["metadata"]["labels"]["account-of"], "rel");
+    assert_eq!(
+        account["metadata"]["annotations"],
+        json!({"example.com/role": "arn:aws:iam::123456789012:role/rel"})
+    );
+    for kind in ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"] {
+        for doc in of_kind(&docs, kind) {
+            assert_eq!(doc["metadata"]["labels"]["rbac-of"], "rel", "{kind}");
+            assert_eq!(doc["metadata"]["labels"]["instance"], "rel", "{kind}");
+        }
+    }
+    for kind in ["PodMonitor", "ServiceMonitor"] {
+        let monitor = of_kind(&docs, kind)[0];
+        assert_eq!(monitor["metadata"]["labels"]["monitor-of"], "rel", "{kind}");
+        assert_eq!(
+            monitor["spec"]["selector"]["matchLabels"]["instance"], "rel",
+            "{kind}"
+        );
+    }
+    assert_eq!(
+        of_kind(&docs, "PodMonitor")[0]["metadata"]["annotations"],
+        json!({"example.com/monitor-of": "rel"})
+    );
+    // No template is left unrendered anywhere (the escaped literal aside).
+    let text = serde_json::to_string(&docs).unwrap();
+    assert_eq!(text.matches("{{").count(), 1, "{text}");
+}
+
+/// Probe values and custom_annotations in upstream's shape (ci/upstream-shapes-values.yaml):
+/// keys without effect here are rendered without error and named in NOTES.txt with the reason;
+/// the timings that have an effect are applied. The schema still rejects what cannot run.
+#[tokio::test]
+async fn upstream_shaped_probe_and_annotation_values_render_and_warn_when_without_effect() {
+    let cluster = cluster(Tier::A).await;
+    let shapes = ci_values("upstream-shapes");
+    let docs = render(&cluster, "rel", "relns", &[&shapes], &[]);
+    let rendered = args(&docs);
+    assert_eq!(
+        rendered,
+        [
+            "--log-level=info",
+            "--configmap-annotation=example.com/configmap-reload"
+        ]
+    );
+    let app = container(&docs);
+    assert_eq!(
+        app["livenessProbe"],
+        json!({"httpGet": {"path": "/live", "port": "http"}, "timeoutSeconds": 7,
+            "failureThreshold": 5, "periodSeconds": 10, "successThreshold": 1, "initialDelaySeconds": 10})
+    );
+    assert_eq!(
+        app["readinessProbe"],
+        json!({"httpGet": {"path": "/ready", "port": "http"}, "timeoutSeconds": 5,
+            "failureThreshold": 5, "periodSeconds": 20, "successThreshold": 1, "initialDelaySeconds": 10})
+    );
+
+    let release = cluster.create_namespace("chart-shapes").await.unwrap();
+    let single = ["reloader.watchGlobally=false".to_owned()];
+    let (notes, _) = install(&cluster, &release, &release, &[], &single);
+    assert!(!notes.contains("has no effect"), "{notes}");
+    let (notes, _) = install(&cluster, &release, &release, &[&shapes], &single);
+    for warning in [
+        "WARNING: reloader.deployment.livenessProbe.enabled has no effect: only the probe timings",
+        "WARNING: reloader.deployment.readinessProbe.httpGet has no effect: only the probe timings",
+        "the probe is HTTP GET /ready on port http",
+        "WARNING: reloader.custom_annotations.configmaps has no effect: neither kube-reloader nor upstream's chart reads that key",
+        "WARNING: reloader.custom_annotations.ignore is empty and has no effect: the default annotation reloader.stakater.com/ignore is used.",
+    ] {
+        assert!(notes.contains(warning), "{warning} missing from:\n{notes}");
+    }
+    assert_eq!(notes.matches("has no effect").count(), 4, "{notes}");
+    run(helm(&cluster).args(["uninstall", &release, "--namespace", &release]));
+
+    // Values that cannot run are still rejected before anything is installed.
+    for (set, at) in [
+        (
+            "reloader.deployment.readinessProbe.timeoutSeconds=-1",
+            "/reloader/deployment/readinessProbe/timeoutSeconds",
+        ),
+        (
+            "reloader.deployment.livenessProbe.periodSeconds=10s",
+            "/reloader/deployment/livenessProbe/periodSeconds",
+        ),
+        (
+            "reloader.deployment.livenessProbe.successThreshold=2",
+            "/reloader/deployment/livenessProbe/successThreshold",
+        ),
+        (
+            "reloader.custom_annotations.configmap=5",
+            "/reloader/custom_annotations/configmap",
+        ),
+    ] {
+        let error = render_error(&cluster, &[set.to_owned()]);
+        assert!(error.contains(at), "{set}: {error}");
+    }
+}
+
+/// Empty `env.open`, `env.secret` and `env.existing` values ("" or null) are left out, as
+/// upstream's chart leaves them out: no empty env var, no empty Secret key, and no Secret at all
+/// when every secret value is empty. false is a value.
+#[tokio::test]
+async fn empty_env_values_are_left_out() {
+    let cluster = cluster(Tier::A).await;
+    let docs = render(&cluster, "rel", "relns", &[&ci_values("empty-env")], &[]);
+    assert_eq!(
+        env_names(&docs),
+        [
+            "RELOADER_NAMESPACE",
+            "RELOADER_DEPLOYMENT_NAME",
+            "DISABLED",
+            "KEPT",
+            "ALERT_ON_RELOAD",
+            "ALERT_ADDITIONAL_INFO"
+        ]
+    );
+    let env = &container(&docs)["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "DISABLED" && e["value"] == "false")
+    );
+    let secrets = of_kind(&docs, "Secret");
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(
+        secrets[0]["data"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["ALERT_ON_RELOAD"]
+    );
+
+    let sets = [
+        "reloader.deployment.env.secret.ALERT_SINK=".to_owned(),
+        "reloader.deployment.env.open.EMPTY=".to_owned(),
+    ];
+    let docs = render(&cluster, "rel", "relns", &[], &sets);
+    assert!(of_kind(&docs, "Secret").is_empty());
+    assert_eq!(
+        env_names(&docs),
+        ["RELOADER_NAMESPACE", "RELOADER_DEPLOYMENT_NAME"]
+    );
+}
+
+/// `deployment.labels` defaults to upstream's (provider, group, version), on the Deployment and
+/// its pod but not in the immutable selector; version is the chart's appVersion here, and a
+/// values file's own labels (upstream's values.yaml) replace them.
+#[tokio::test]
+async fn deployment_labels_default_to_upstreams() {
+    let cluster = cluster(Tier::A).await;
+    let docs = render(&cluster, "rel", "relns", &[], &[]);
+    let deployment = of_kind(&docs, "Deployment")[0];
+    let version = deployment["metadata"]["labels"]["app.kubernetes.io/version"].clone();
+    assert!(version.is_string());
+    for labels in [
+        &deployment["metadata"]["labels"],
+        &deployment["spec"]["template"]["metadata"]["labels"],
+    ] {
+        assert_eq!(labels["provider"], "stakater");
+        assert_eq!(labels["group"], "com.stakater.platform");
+        assert_eq!(labels["version"], version);
+    }
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"],
+        json!({"app": "rel-reloader", "release": "rel"})
+    );
+    let docs = render(&cluster, "rel", "relns", &[UPSTREAM_VALUES], &[]);
+    let labels = &of_kind(&docs, "Deployment")[0]["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(labels["version"], "v1.4.21");
+    assert_eq!(labels["provider"], "stakater");
+}
+
 /// Minimal CRDs (any content accepted) for the optional Prometheus Operator and VPA objects, so
 /// the dry run checks those objects' kind, name and namespace too.
 fn install_monitoring_crds(cluster: &ClusterInfo, kubectl: impl Fn() -> Command) {

@@ -14,6 +14,40 @@ them, so switching charts keeps object names and the Deployment's selector.
 {{- end -}}
 {{- end -}}
 
+{{/*
+The namespace of every namespaced object: the top-level `namespace` value, as upstream's chart
+reads it, or the release namespace.
+*/}}
+{{- define "kube-reloader.namespace" -}}
+{{- .Values.namespace | default .Release.Namespace -}}
+{{- end -}}
+
+{{/*
+Labels or annotations given in values, one `"key": "value"` line each, with `tpl` applied to
+keys and values (so "{{ .Release.Name }}" renders, as upstream's chart allows) and every value a
+string. Null values are left out. Call with (dict "map" <the map> "root" $).
+*/}}
+{{- define "kube-reloader.tplMap" -}}
+{{- $root := .root -}}
+{{- $lines := list -}}
+{{- range $key, $value := .map -}}
+{{- if not (kindIs "invalid" $value) -}}
+{{- $lines = append $lines (printf "%s: %s" (tpl (toString $key) $root | quote) (tpl (toString $value) $root | quote)) -}}
+{{- end -}}
+{{- end -}}
+{{- join "\n" $lines -}}
+{{- end -}}
+
+{{/*
+"true" when an env value from values is given: not null and not "". false and 0 are values
+(upstream's chart drops them too, with `empty`; here they are rendered as "false" and "0").
+*/}}
+{{- define "kube-reloader.present" -}}
+{{- if and (not (kindIs "invalid" .)) (ne (toString .) "") -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "kube-reloader.serviceAccountName" -}}
 {{- $account := .Values.reloader.serviceAccount -}}
 {{- if $account.create -}}
@@ -27,8 +61,8 @@ them, so switching charts keeps object names and the Deployment's selector.
 {{- define "kube-reloader.selectorLabels" -}}
 app: {{ include "kube-reloader.fullname" . }}
 release: {{ .Release.Name | quote }}
-{{- with .Values.reloader.matchLabels }}
-{{ toYaml . }}
+{{- with include "kube-reloader.tplMap" (dict "map" .Values.reloader.matchLabels "root" .) }}
+{{ . }}
 {{- end }}
 {{- end -}}
 
@@ -45,15 +79,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service | quote }}
 {{/* Labels of RBAC objects. */}}
 {{- define "kube-reloader.rbacLabels" -}}
 {{ include "kube-reloader.labels" . }}
-{{- with .Values.reloader.rbac.labels }}
-{{ toYaml . }}
+{{- with include "kube-reloader.tplMap" (dict "map" .Values.reloader.rbac.labels "root" .) }}
+{{ . }}
 {{- end }}
 {{- end -}}
 
 {{- define "kube-reloader.subjects" -}}
 - kind: ServiceAccount
   name: {{ include "kube-reloader.serviceAccountName" . }}
-  namespace: {{ .Release.Namespace }}
+  namespace: {{ include "kube-reloader.namespace" . }}
 {{- end -}}
 
 {{- define "kube-reloader.image" -}}
@@ -77,7 +111,7 @@ true
 {{- end -}}
 
 {{/*
-The namespaces of the namespaced mode as a comma-separated string: the release namespace plus
+The namespaces of the namespaced mode as a comma-separated string: the chart's namespace plus
 `namespaces` (list or CSV), trimmed, without duplicates, sorted. Empty when `namespaces` is.
 */}}
 {{- define "kube-reloader.namespaces" -}}
@@ -93,7 +127,7 @@ The namespaces of the namespaced mode as a comma-separated string: the release n
 {{- end -}}
 {{- end -}}
 {{- if $names -}}
-{{- append $names .Release.Namespace | uniq | sortAlpha | join "," -}}
+{{- append $names (include "kube-reloader.namespace" .) | uniq | sortAlpha | join "," -}}
 {{- end -}}
 {{- end -}}
 
@@ -146,6 +180,33 @@ The rules for watching and reloading, for the ClusterRole (global mode) or each 
   resources: ["secretproviderclasspodstatuses", "secretproviderclasses"]
   verbs: ["list", "watch"]
 {{- end }}
+{{- end -}}
+
+{{/*
+reloader.custom_annotations: each key upstream's chart reads, with the flag it sets and the
+binary's default annotation (for NOTES.txt), as JSON.
+*/}}
+{{- define "kube-reloader.annotationFlags" -}}
+{{- $flags := dict -}}
+{{- range list
+    (list "configmap" "configmap-annotation" "configmap.reloader.stakater.com/reload")
+    (list "secret" "secret-annotation" "secret.reloader.stakater.com/reload")
+    (list "auto" "auto-annotation" "reloader.stakater.com/auto")
+    (list "secret_auto" "secret-auto-annotation" "secret.reloader.stakater.com/auto")
+    (list "configmap_auto" "configmap-auto-annotation" "configmap.reloader.stakater.com/auto")
+    (list "search" "auto-search-annotation" "reloader.stakater.com/search")
+    (list "match" "search-match-annotation" "reloader.stakater.com/match")
+    (list "ignore" "ignore-annotation" "reloader.stakater.com/ignore")
+    (list "pausePeriod" "pause-deployment-annotation" "deployment.reloader.stakater.com/pause-period")
+    (list "pauseTime" "pause-deployment-time-annotation" "deployment.reloader.stakater.com/paused-at") -}}
+{{- $_ := set $flags (index . 0) (dict "flag" (index . 1) "default" (index . 2)) -}}
+{{- end -}}
+{{- toJson $flags -}}
+{{- end -}}
+
+{{/* The probe keys the chart reads; any other key of livenessProbe/readinessProbe has no effect. */}}
+{{- define "kube-reloader.probeKeys" -}}
+timeoutSeconds failureThreshold periodSeconds successThreshold initialDelaySeconds
 {{- end -}}
 
 {{/* Probe timings: upstream's defaults, each overridable. */}}
