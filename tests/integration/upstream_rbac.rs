@@ -421,3 +421,76 @@ async fn upstream_static_manifest_rules_reload_the_apps_kinds() {
         );
     }
 }
+
+/// Without `patch` on Jobs nothing holds the old Job for us, and without `watch` we do not see
+/// it go: a Job another finalizer keeps in deletion is created again once it is gone, once.
+#[tokio::test]
+async fn under_upstreams_rules_a_lingering_job_is_recreated_once_it_is_gone() {
+    let (cluster, ns, client) = setup("swap-job").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
+    create::<ConfigMap>(&client, &ns, configmap("barrier", json!({"round": "0"}))).await;
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "sentinel",
+            json!({"configmap.reloader.stakater.com/reload": "barrier"}),
+            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
+        ),
+    )
+    .await;
+    let original = create::<Job>(
+        &client,
+        &ns,
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "migrate", "finalizers": ["example.com/hold"],
+                         "annotations": {"configmap.reloader.stakater.com/reload": "cfg"}},
+            "spec": {"suspend": true, "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "task", "image": "registry.invalid/task",
+                                "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}}}}),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, upstream_chart_rules()).await;
+    let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
+    barrier(&client, &ns, "1").await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+
+    set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
+    eventually("the old Job to be deleted (and held)", || async {
+        let job = jobs.get("migrate").await.map_err(|e| e.to_string())?;
+        match (
+            &job.metadata.deletion_timestamp,
+            uid(&job) == uid(&original),
+        ) {
+            (Some(_), true) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    jobs.patch(
+        "migrate",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    let recreated = eventually("the Job created again once the old one is gone", || async {
+        match jobs.get_opt("migrate").await.map_err(|e| e.to_string())? {
+            Some(job) if uid(&job) != uid(&original) => Ok(job),
+            _ => Err("not yet".to_owned()),
+        }
+    })
+    .await;
+    let env = env_var(
+        &serde_json::to_value(&recreated).unwrap()["spec"]["template"],
+        "STAKATER_CFG_CONFIGMAP",
+    );
+    assert_eq!(env.as_deref(), Some(sha1("v=2").as_str()));
+    barrier(&client, &ns, "2").await;
+    assert_eq!(
+        uid(&jobs.get("migrate").await.unwrap()),
+        uid(&recreated),
+        "re-created once"
+    );
+    controller.stop();
+}
