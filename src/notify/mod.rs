@@ -354,9 +354,11 @@ async fn deliver(client: &reqwest::Client, request: &Request, backoff: Duration)
                 let status = response.status().as_u16();
                 if request.accepts.accepts(status) {
                     if request.kind == Kind::Webhook {
-                        // Upstream logs the webhook's answer; a short excerpt is enough.
-                        let body = response.text().await.unwrap_or_default();
-                        let excerpt: String = body.chars().take(256).collect();
+                        // Upstream logs the webhook's answer; the start of its first chunk is
+                        // enough (and bounds what a receiver can make us read).
+                        let mut response = response;
+                        let chunk = response.chunk().await.ok().flatten().unwrap_or_default();
+                        let excerpt = String::from_utf8_lossy(&chunk[..chunk.len().min(256)]);
                         tracing::debug!(status, body = %excerpt, "webhook answered");
                     }
                     return Delivery::Delivered { status, attempts };
