@@ -160,7 +160,7 @@ pub async fn connect(timeout: Duration, metrics: &Metrics) -> Result<kube::Clien
 /// Sets up webhook mode and alerts from the flags and upstream's ALERT_* variables.
 fn outbound(
     settings: &Settings,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
     supervisor: &Supervisor,
 ) -> Result<Outbound, Error> {
     let alerts = match AlertSettings::from_env(|name| settings.alert_vars.get(name).cloned()) {
@@ -178,7 +178,7 @@ fn outbound(
     let notifier = if alerts.is_some() || settings.webhook_url.is_some() {
         Some(Notifier::start(
             alerts.as_ref().and_then(|a| a.proxy.as_deref()),
-            metrics.notifications.clone(),
+            metrics.clone(),
             supervisor,
         )?)
     } else {

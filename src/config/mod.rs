@@ -310,6 +310,9 @@ pub struct Settings {
     pub webhook_url: Option<String>,
     /// `--enable-pprof`: where the diagnostics listener serves.
     pub diagnostics_addr: Option<SocketAddr>,
+    /// `--pprof-addr` as given, for the meta-info ConfigMap (upstream writes it even when
+    /// `--enable-pprof` is off).
+    pub pprof_addr: String,
     /// `--enable-csi-integration`.
     pub csi: bool,
     /// `RELOADER_NAMESPACE` and `RELOADER_DEPLOYMENT_NAME`: where the meta-info ConfigMap goes
@@ -580,6 +583,7 @@ impl Cli {
             metrics_by_namespace: self.metrics_count_by_namespace == "enabled",
             webhook_url: Some(self.webhook_url).filter(|u| !u.is_empty()),
             diagnostics_addr,
+            pprof_addr: self.pprof_addr,
             csi: self.enable_csi_integration,
             meta_info: self
                 .reloader_namespace

@@ -99,6 +99,7 @@ impl AlertSettings {
             content_type,
             body,
             accepts,
+            event: None,
         }
     }
 }

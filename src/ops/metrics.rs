@@ -1,14 +1,15 @@
 //! Prometheus metrics, with upstream's names and labels so existing dashboards and alerts keep
 //! working, plus the process metrics upstream's load test reads.
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::AtomicU64;
 
 /// Label set of `reloader_reload_executed_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -179,8 +180,6 @@ pub struct Metrics {
     pub workqueue_adds: Counter,
     /// Keys waiting in the work queue.
     pub workqueue_depth: Gauge,
-    resident_memory: Gauge,
-    cpu_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -333,18 +332,7 @@ impl Metrics {
             "Current depth of the workqueue",
             workqueue_depth.clone(),
         );
-        let resident_memory = Gauge::default();
-        registry.register(
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes.",
-            resident_memory.clone(),
-        );
-        let cpu_seconds = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "process_cpu_seconds_total",
-            "Total user and system CPU time spent in seconds.",
-            cpu_seconds.clone(),
-        );
+        registry.register_collector(Box::new(ProcessCollector));
         Self {
             registry,
             reload_executed,
@@ -367,8 +355,6 @@ impl Metrics {
             rest_duration,
             workqueue_adds,
             workqueue_depth,
-            resident_memory,
-            cpu_seconds,
         }
     }
 
@@ -462,27 +448,94 @@ impl Metrics {
             .inc();
     }
 
-    /// Renders the registry in the OpenMetrics text format, refreshing the process metrics.
+    /// Renders the registry in the OpenMetrics text format (the process metrics are read from
+    /// /proc at this moment).
     pub fn encode(&self) -> Result<String, std::fmt::Error> {
-        if let Some((rss, cpu)) = read_process_stats() {
-            self.resident_memory.set(rss);
-            self.cpu_seconds.set(cpu);
-        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
 }
 
-/// Resident bytes and CPU seconds of this process, from /proc (Linux).
-fn read_process_stats() -> Option<(i64, f64)> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+/// The standard `process_*` metrics, with the names, types and help texts of the Prometheus
+/// clients' process collector (client_golang's, which upstream exposes), read from /proc on
+/// each scrape. Off Linux, or when /proc is not readable, they are left out.
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// One reading of /proc/self.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct ProcessStats {
+    /// User plus system CPU time, seconds (`utime + stime` of /proc/self/stat).
+    cpu_seconds: f64,
+    /// Virtual memory size, bytes (`vsize`).
+    virtual_memory_bytes: f64,
+    /// Resident set size, bytes (`rss` pages times the page size).
+    resident_memory_bytes: f64,
+    /// Process start, seconds since the Unix epoch (`starttime` after boot plus `btime`).
+    start_time_seconds: f64,
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(stats) = read_process_stats() {
+            let counter = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(stats.cpu_seconds).encode(counter)?;
+            for (name, help, value) in [
+                (
+                    "process_virtual_memory_bytes",
+                    "Virtual memory size in bytes.",
+                    stats.virtual_memory_bytes,
+                ),
+                (
+                    "process_resident_memory_bytes",
+                    "Resident memory size in bytes.",
+                    stats.resident_memory_bytes,
+                ),
+                (
+                    "process_start_time_seconds",
+                    "Start time of the process since unix epoch in seconds.",
+                    stats.start_time_seconds,
+                ),
+            ] {
+                let gauge = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                ConstGauge::new(value).encode(gauge)?;
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            let gauge = encoder.encode_descriptor(
+                "process_open_fds",
+                "Number of open file descriptors.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(entries.count() as f64).encode(gauge)?;
+        }
+        if let Some(max) = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|limits| max_open_files(&limits))
+        {
+            let gauge = encoder.encode_descriptor(
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(max).encode(gauge)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads /proc/self/stat and /proc/stat (Linux).
+fn read_process_stats() -> Option<ProcessStats> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: state(0) ... utime(11) stime(12), in clock ticks.
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let boot_time = boot_time(&std::fs::read_to_string("/proc/stat").ok()?)?;
     // SAFETY: sysconf only reads a system constant.
     let (page_size, hz) = unsafe {
         (
@@ -493,12 +546,80 @@ fn read_process_stats() -> Option<(i64, f64)> {
     if page_size <= 0 || hz <= 0 {
         return None;
     }
-    Some((pages * page_size, ticks / hz as f64))
+    parse_stat(&stat, page_size as f64, hz as f64, boot_time)
+}
+
+/// Parses /proc/self/stat. The command (field 2) may hold spaces and parentheses, so the
+/// fields are counted after its last `)`: state is field 3, utime 14, stime 15, starttime 22,
+/// vsize 23, rss 24 (proc(5)).
+fn parse_stat(stat: &str, page_size: f64, hz: f64, boot_time: f64) -> Option<ProcessStats> {
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> Option<f64> { fields.get(n - 3)?.parse::<f64>().ok() };
+    Some(ProcessStats {
+        cpu_seconds: (field(14)? + field(15)?) / hz,
+        virtual_memory_bytes: field(23)?,
+        resident_memory_bytes: field(24)? * page_size,
+        start_time_seconds: boot_time + field(22)? / hz,
+    })
+}
+
+/// `btime` of /proc/stat: boot time, seconds since the Unix epoch.
+fn boot_time(proc_stat: &str) -> Option<f64> {
+    proc_stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The soft limit of "Max open files" in /proc/self/limits (absent when unlimited).
+fn max_open_files(limits: &str) -> Option<f64> {
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proc_fields_as_the_prometheus_process_collector_reads_them() {
+        // A command with spaces and a parenthesis; utime 250, stime 150, starttime 5000,
+        // vsize 123456789, rss 2000 pages.
+        let stat = "4242 (kube (re)loader) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 150 0 0 20 0 \
+                    8 0 5000 123456789 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0";
+        let stats = parse_stat(stat, 4096.0, 100.0, 1_700_000_000.0).unwrap();
+        assert_eq!(
+            stats,
+            ProcessStats {
+                cpu_seconds: 4.0,
+                virtual_memory_bytes: 123456789.0,
+                resident_memory_bytes: 2000.0 * 4096.0,
+                start_time_seconds: 1_700_000_050.0,
+            }
+        );
+        assert_eq!(
+            boot_time("cpu  1 2 3\nbtime 1700000000\nprocesses 9\n"),
+            Some(1.7e9)
+        );
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max processes             63448                63448                processes\n\
+                      Max open files            1024                 524288               files\n";
+        assert_eq!(max_open_files(limits), Some(1024.0));
+        assert_eq!(
+            max_open_files(
+                "Max open files            unlimited            unlimited            files"
+            ),
+            None
+        );
+    }
 
     #[test]
     fn upstream_names_and_labels() {
@@ -509,7 +630,9 @@ mod tests {
         metrics.failed_and_retried();
         metrics.event_received("update", "configmaps");
         metrics.skipped("no_data_change");
+        metrics.skipped(crate::watch::sources::IGNORED_OR_NOT_SELECTED);
         metrics.event_processed("update", "configmaps", "success");
+        metrics.event_processed("update", "configmaps", "dropped");
         metrics.workload_scanned("Deployment");
         metrics.workload_matched("Deployment");
         metrics.workqueue_latency.observe(0.002);
@@ -526,16 +649,44 @@ mod tests {
             "reloader_retries_total 1",
             "reloader_events_received_total{event_type=\"update\",resource_type=\"configmaps\"} 1",
             "reloader_skipped_total{reason=\"no_data_change\"} 1",
+            "reloader_skipped_total{reason=\"ignored_or_not_selected\"} 1",
+            "reloader_events_processed_total{event_type=\"update\",resource_type=\"configmaps\",result=\"dropped\"} 1",
             "kube_reloader_build_info{version=",
             "reloader_events_processed_total{event_type=\"update\",resource_type=\"configmaps\",result=\"success\"} 1",
             "reloader_workloads_scanned_total{kind=\"Deployment\"} 1",
             "reloader_workloads_matched_total{kind=\"Deployment\"} 1",
             "reloader_workqueue_latency_seconds_bucket{le=\"0.005\"} 1",
-            "process_resident_memory_bytes ",
+            "# TYPE process_cpu_seconds counter",
             "process_cpu_seconds_total ",
+            "# TYPE process_resident_memory_bytes gauge",
+            "process_resident_memory_bytes ",
+            "# TYPE process_virtual_memory_bytes gauge",
+            "# TYPE process_start_time_seconds gauge",
+            "# TYPE process_open_fds gauge",
+            "# TYPE process_max_fds gauge",
         ] {
             assert!(text.contains(expected), "missing {expected}:\n{text}");
         }
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name}"))
+                .parse()
+                .unwrap()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = value("process_start_time_seconds");
+        assert!(
+            started > 1.0e9 && started <= now + 1.0,
+            "{started} vs {now}"
+        );
+        assert!(value("process_open_fds") >= 3.0);
+        assert!(value("process_max_fds") >= value("process_open_fds"));
+        assert!(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"));
+        assert!(value("process_resident_memory_bytes") > 0.0);
         assert!(
             !Metrics::new(false)
                 .encode()

@@ -26,6 +26,21 @@ pub struct CsiState {
     newest: Mutex<HashMap<(String, String), (u64, Digest)>>,
     /// Annotations (ignore, match) of SecretProviderClasses, by (namespace, name).
     annotations: Mutex<HashMap<(String, String), BTreeMap<String, String>>>,
+    /// Per pod status (namespace, name): the digest of its own objects (`None` without
+    /// objects), so an update is compared with that status's previous version, as upstream's
+    /// update handler does (webhook POSTs, `no_data_change`).
+    statuses: Mutex<HashMap<(String, String), Option<Digest>>>,
+}
+
+/// How a pod status compares with its previous version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusChange {
+    /// Not seen before (upstream ignores SPCPS adds).
+    New,
+    /// Its objects' versions changed (or it had no objects before).
+    Changed,
+    /// The same objects.
+    Same,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,19 +125,51 @@ pub async fn watch_pod_statuses(ctx: Arc<Context>, namespace: Option<String>) {
         match event {
             Ok(watcher::Event::InitApply(status)) => {
                 ctx.metrics.event_received("add", resource_type);
+                remember(&ctx, &status);
                 observe(&ctx, &status);
             }
             Ok(watcher::Event::Apply(status)) => {
-                ctx.metrics.event_received("update", resource_type);
+                let own = remember(&ctx, &status);
+                // Upstream ignores SPCPS adds; only updates count.
+                let event_type = if own == StatusChange::New {
+                    "add"
+                } else {
+                    "update"
+                };
+                ctx.metrics.event_received(event_type, resource_type);
                 if let Some((ns, class)) = observe(&ctx, &status) {
                     ctx.source_changed(SourceKind::SecretProviderClass, &ns, &class);
                 }
-                ctx.metrics
-                    .event_processed("update", resource_type, "success");
+                if own == StatusChange::New {
+                    continue;
+                }
+                let Some(ns) = status.namespace() else {
+                    continue;
+                };
+                if !ctx.filter.allows(&ns) {
+                    ctx.metrics
+                        .skipped(crate::watch::sources::IGNORED_OR_NOT_SELECTED);
+                    continue;
+                }
+                let posted = match own {
+                    StatusChange::Same => {
+                        ctx.metrics.skipped("no_data_change");
+                        false
+                    }
+                    // Upstream's update handler POSTs in webhook mode instead of reloading.
+                    _ => crate::watch::sources::notify_webhook(&ctx, "update", &ns, resource_type),
+                };
+                if !posted {
+                    ctx.metrics
+                        .event_processed("update", resource_type, "success");
+                }
             }
-            Ok(watcher::Event::Delete(_)) => {
+            Ok(watcher::Event::Delete(status)) => {
                 // A pod went away; the class's digest stays what it was.
                 ctx.metrics.event_received("delete", resource_type);
+                if let Some(ns) = status.namespace() {
+                    lock(&ctx.csi.statuses).remove(&(ns, status.name_any()));
+                }
             }
             Ok(watcher::Event::InitDone) => {
                 if std::mem::replace(&mut first, false) {
@@ -134,6 +181,28 @@ pub async fn watch_pod_statuses(ctx: Arc<Context>, namespace: Option<String>) {
                 tracing::warn!(error = %e, "SecretProviderClassPodStatus watch error; retrying with backoff")
             }
         }
+    }
+}
+
+/// Records a pod status's own digest and compares it with its previous version.
+fn remember(ctx: &Context, status: &SecretProviderClassPodStatus) -> StatusChange {
+    let Some(ns) = status.namespace() else {
+        return StatusChange::New;
+    };
+    let own = status.status.as_ref().and_then(|inner| {
+        let class = inner.secret_provider_class_name.as_deref().unwrap_or("");
+        let objects: Vec<(String, String)> = inner
+            .objects
+            .as_ref()?
+            .iter()
+            .map(|o| (o.id.clone(), o.version.clone()))
+            .collect();
+        Some(digest::secret_provider_class(class, &objects))
+    });
+    match lock(&ctx.csi.statuses).insert((ns, status.name_any()), own.clone()) {
+        None => StatusChange::New,
+        Some(previous) if previous == own => StatusChange::Same,
+        Some(_) => StatusChange::Changed,
     }
 }
 

@@ -19,6 +19,10 @@ use crate::reconcile::Context;
 use crate::reconcile::sync::Watched;
 use crate::watch::scoped_api;
 
+/// Upstream's `reloader_skipped_total` reason for an event from a namespace that is ignored
+/// or not selected (or, for adds, seen before its controller started).
+pub const IGNORED_OR_NOT_SELECTED: &str = "ignored_or_not_selected";
+
 /// Upstream's resource type label of a source kind.
 pub fn resource_type(kind: SourceKind) -> &'static str {
     match kind {
@@ -80,6 +84,14 @@ pub async fn run<K>(
                 let (Some(ns), name) = (object.namespace(), object.name_any()) else {
                     continue;
                 };
+                // Upstream drops the adds of its first list (before its workers start) unless
+                // --sync-after-restart, and any add outside the selected namespaces, counting
+                // each when --reload-on-create is on.
+                if ctx.settings.reload_on_create
+                    && ((first && !sync_after_restart) || !ctx.filter.allows(&ns))
+                {
+                    metrics.skipped(IGNORED_OR_NOT_SELECTED);
+                }
                 // After the first sync, objects new in a relist were created during the gap.
                 let created = if first { sync_after_restart } else { true };
                 fresh.insert((ns, name), entry(&object, created));
@@ -111,15 +123,28 @@ pub async fn run<K>(
                     "update"
                 };
                 metrics.event_received(event_type, resource_type);
-                if let Some(event_type) = change.data_event() {
-                    notify_webhook(&ctx, event_type, &ns);
-                }
                 if change.is_relevant() {
                     ctx.source_changed(kind, &ns, &name);
-                } else {
+                }
+                // Upstream queues every update (and, with --reload-on-create, every add) from
+                // a selected namespace, and counts the others as ignored_or_not_selected.
+                let queued = event_type == "update" || ctx.settings.reload_on_create;
+                if !ctx.filter.allows(&ns) {
+                    if queued {
+                        metrics.skipped(IGNORED_OR_NOT_SELECTED);
+                    }
+                    continue;
+                }
+                if !change.is_relevant() {
                     metrics.skipped("no_data_change");
                 }
-                metrics.event_processed(event_type, resource_type, "success");
+                let posted = change
+                    .data_event()
+                    .is_some_and(|event_type| notify_webhook(&ctx, event_type, &ns, resource_type));
+                // A POST counts its event when it is delivered (or given up on).
+                if !posted {
+                    metrics.event_processed(event_type, resource_type, "success");
+                }
             }
             Ok(watcher::Event::Delete(object)) => {
                 metrics.event_received("delete", resource_type);
@@ -128,9 +153,16 @@ pub async fn run<K>(
                 };
                 ctx.sources
                     .remove(kind, &ns, &object.name_any(), keep_tombstones);
-                notify_webhook(&ctx, "delete", &ns);
                 ctx.source_changed(kind, &ns, &object.name_any());
-                metrics.event_processed("delete", resource_type, "success");
+                if !ctx.filter.allows(&ns) {
+                    if keep_tombstones {
+                        metrics.skipped(IGNORED_OR_NOT_SELECTED);
+                    }
+                    continue;
+                }
+                if !notify_webhook(&ctx, "delete", &ns, resource_type) {
+                    metrics.event_processed("delete", resource_type, "success");
+                }
             }
             Err(e) => {
                 tracing::warn!(kind = %kind, error = %e, "watch error; retrying with backoff")
@@ -141,11 +173,17 @@ pub async fn run<K>(
 
 /// Upstream's webhook mode: one POST per qualifying change (an update with new data; a
 /// create or delete when `--reload-on-create` / `--reload-on-delete` are on), from the
-/// leader only, without looking at workloads.
-pub fn notify_webhook(ctx: &Context, event_type: &str, namespace: &str) {
+/// leader only, without looking at workloads. Returns whether a POST was queued (its outcome
+/// then counts the event in `reloader_events_processed_total`).
+pub fn notify_webhook(
+    ctx: &Context,
+    event_type: &'static str,
+    namespace: &str,
+    resource_type: &'static str,
+) -> bool {
     let outbound = &ctx.report.outbound;
     let (Some(url), Some(notifier)) = (&outbound.webhook_url, &outbound.notifier) else {
-        return;
+        return false;
     };
     let qualifies = match event_type {
         "add" => ctx.settings.reload_on_create && ctx.sync.sources_synced(),
@@ -153,11 +191,18 @@ pub fn notify_webhook(ctx: &Context, event_type: &str, namespace: &str) {
         _ => true,
     };
     if !qualifies || !ctx.filter.allows(namespace) {
-        return;
+        return false;
     }
     if ctx.leadership.write_state() != WriteState::Allowed {
         tracing::debug!("not the leader; the leader calls the webhook");
-        return;
+        return false;
     }
-    notifier.send(notify::webhook(url));
+    notifier.send(notify::webhook(
+        url,
+        notify::SourceEvent {
+            event_type,
+            resource_type,
+        },
+    ));
+    true
 }

@@ -175,3 +175,124 @@ async fn spc_rotation_reloads_each_workload_once() {
     );
     controller.stop();
 }
+
+/// Webhook mode with CSI (checklists 39 and 40): as upstream's update handler, a pod status
+/// whose objects changed POSTs upstream's body instead of reloading, compared with that
+/// status's previous version; the same objects again (a metadata-only update) and a new
+/// status (upstream ignores SPCPS adds) post nothing.
+#[tokio::test]
+async fn spc_pod_status_updates_post_to_the_webhook() {
+    let (cluster, ns, client) = setup("csi-webhook").await;
+    crds::install(&client, &SPC).await;
+    crds::install(&client, &SPC_POD_STATUS).await;
+    crds::create(
+        &client,
+        &ns,
+        &SPC,
+        json!({"apiVersion": "secrets-store.csi.x-k8s.io/v1",
+        "kind": "SecretProviderClass", "metadata": {"name": "vault-db"},
+        "spec": {"provider": "vault"}}),
+    )
+    .await;
+    crds::create(
+        &client,
+        &ns,
+        &SPC_POD_STATUS,
+        pod_status("web-a", "vault-db", "1"),
+    )
+    .await;
+    let receiver = crate::notify::Receiver::default();
+    let url = format!("{}/hook", crate::notify::serve(receiver.clone()).await);
+    let identity = identity_with_rules(&cluster, &ns, {
+        let mut rules = controller_rules();
+        rules.as_array_mut().unwrap().push(json!({"apiGroups": ["secrets-store.csi.x-k8s.io"],
+            "resources": ["secretproviderclasspodstatuses", "secretproviderclasses"], "verbs": ["list", "watch"]}));
+        rules
+    })
+    .await;
+    let controller = Controller::start(
+        &cluster,
+        &identity,
+        &ns,
+        &[
+            "--namespaces",
+            &ns,
+            "--enable-csi-integration",
+            "--webhook-url",
+            &url,
+        ],
+    )
+    .await;
+    let statuses = SPC_POD_STATUS.api(&client, &ns);
+    let patch = |name: &str, body: Value| {
+        let statuses = statuses.clone();
+        let name = name.to_owned();
+        async move {
+            statuses
+                .patch(&name, &PatchParams::default(), &Patch::Merge(body))
+                .await
+                .unwrap();
+        }
+    };
+    patch(
+        "web-a-vault-db",
+        json!({"status": pod_status("web-a", "vault-db", "2")["status"]}),
+    )
+    .await;
+    let got = crate::notify::received(&receiver, "the rotation's POST", 1).await;
+    assert_eq!(
+        got[0],
+        (
+            "/hook".to_owned(),
+            "application/json".to_owned(),
+            r#"{"webhook":"update successful"}"#.to_owned()
+        )
+    );
+    // The same objects with a new label; a new pod's status; then that pod's own rotation.
+    patch(
+        "web-a-vault-db",
+        json!({"metadata": {"labels": {"touched": "yes"}}}),
+    )
+    .await;
+    crds::create(
+        &client,
+        &ns,
+        &SPC_POD_STATUS,
+        pod_status("web-b", "vault-db", "2"),
+    )
+    .await;
+    patch(
+        "web-b-vault-db",
+        json!({"status": pod_status("web-b", "vault-db", "3")["status"]}),
+    )
+    .await;
+    // Three updates processed (two POSTs delivered, one no_data_change) and nothing else sent.
+    crate::notify::metric_reaches(
+        &controller,
+        "reloader_events_processed_total{event_type=\"update\",resource_type=\"secretproviderclasspodstatuses\",result=\"success\"}",
+        3.0,
+    )
+    .await;
+    assert_eq!(
+        controller
+            .metric("kube_reloader_notifications_total{kind=\"webhook\",result=\"success\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(receiver.received.lock().unwrap().len(), 2);
+    assert_eq!(
+        controller
+            .metric("reloader_skipped_total{reason=\"no_data_change\"}")
+            .await,
+        1.0
+    );
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    assert!(
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    controller.stop();
+}

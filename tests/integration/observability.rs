@@ -1,6 +1,7 @@
-//! The rest of upstream's observable surface (checklist 46-48, 52): the meta-info ConfigMap,
-//! the full metric set including client-go's REST metrics, and diagnostics only when asked for,
-//! on their own listener.
+//! The rest of upstream's observable surface (checklist 46-48, 52, 56): the meta-info ConfigMap
+//! in upstream's shapes, the full metric set including client-go's REST metrics, the standard
+//! process metrics and upstream's skip and drop counts, and diagnostics only when asked for, on
+//! their own listener.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -34,6 +35,7 @@ async fn meta_info_metrics_and_diagnostics_only_when_asked() {
             "--enable-pprof",
             "--pprof-addr",
             &diagnostics_addr,
+            "--reload-on-create=true",
         ],
         &[
             ("RELOADER_NAMESPACE", &ns),
@@ -58,12 +60,53 @@ async fn meta_info_metrics_and_diagnostics_only_when_asked() {
     let options: serde_json::Value = serde_json::from_str(&data["reloaderOptions"]).unwrap();
     assert_eq!(options["reloadStrategy"], "env-vars");
     assert_eq!(options["namespaces"], json!([ns]));
+    assert_eq!(options["reloadOnCreate"], true);
+    assert_eq!(options["enablePProf"], true);
+    assert_eq!(options["pprofAddr"], diagnostics_addr);
+    for (key, value) in [
+        (
+            "secretProviderClassUpdateOnChangeAnnotation",
+            "secretproviderclass.reloader.stakater.com/reload",
+        ),
+        (
+            "secretProviderClassReloaderAutoAnnotation",
+            "secretproviderclass.reloader.stakater.com/auto",
+        ),
+        (
+            "configmapExcludeReloaderAnnotation",
+            "configmaps.exclude.reloader.stakater.com/reload",
+        ),
+        (
+            "secretExcludeReloaderAnnotation",
+            "secrets.exclude.reloader.stakater.com/reload",
+        ),
+        (
+            "secretProviderClassExcludeReloaderAnnotation",
+            "secretproviderclasses.exclude.reloader.stakater.com/reload",
+        ),
+        (
+            "rolloutStrategyAnnotation",
+            "reloader.stakater.com/rollout-strategy",
+        ),
+        ("webhookUrl", ""),
+    ] {
+        assert_eq!(options[key], value, "{key}");
+    }
     let deployment: serde_json::Value = serde_json::from_str(&data["deploymentInfo"]).unwrap();
     assert_eq!(
         deployment,
-        json!({"name": "reloader-reloader", "namespace": ns})
+        json!({"name": "reloader-reloader", "namespace": ns, "creationTimestamp": null})
     );
-    assert!(data["buildInfo"].contains("releaseVersion"));
+    let build: serde_json::Value = serde_json::from_str(&data["buildInfo"]).unwrap();
+    for key in [
+        "goVersion",
+        "releaseVersion",
+        "commitHash",
+        "commitTime",
+        "edition",
+    ] {
+        assert!(build[key].is_string(), "{key}: {build}");
+    }
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     wait_deployment(&deployments, "web", "baseline", |d| ledger_of(d).is_some()).await;
@@ -80,9 +123,35 @@ async fn meta_info_metrics_and_diagnostics_only_when_asked() {
         &format!(
             "reloader_reload_executed_total_by_namespace{{success=\"true\",namespace=\"{ns}\"}} 1"
         ),
+        // Upstream drops (and counts) the adds of its first list under --reload-on-create.
+        "reloader_skipped_total{reason=\"ignored_or_not_selected\"}",
+        "# TYPE process_cpu_seconds counter",
+        "process_cpu_seconds_total ",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_virtual_memory_bytes gauge",
+        "# TYPE process_start_time_seconds gauge",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_max_fds gauge",
     ] {
         assert!(metrics.contains(sample), "missing {sample}:\n{metrics}");
     }
+    assert!(
+        controller
+            .metric("reloader_skipped_total{reason=\"ignored_or_not_selected\"}")
+            .await
+            >= 1.0,
+        "the ConfigMap of the first list"
+    );
+    let started = controller.metric("process_start_time_seconds").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started > now - 600.0 && started <= now + 1.0,
+        "{started} vs {now}"
+    );
+    assert!(controller.metric("process_open_fds").await >= 3.0);
 
     // Diagnostics: on their own listener only.
     let (code, _) = controller.get("/debug/pprof/").await.unwrap();
@@ -123,4 +192,28 @@ async fn meta_info_metrics_and_diagnostics_only_when_asked() {
         "no diagnostics listener without --enable-pprof"
     );
     plain.stop();
+}
+
+/// Upstream counts an update from an ignored namespace (global mode, `--namespaces-to-ignore`)
+/// as `reloader_skipped_total{reason="ignored_or_not_selected"}` and does not process it. In
+/// webhook mode, so this cluster-wide controller writes nothing in other tests' namespaces.
+#[tokio::test]
+async fn ignored_namespace_updates_count_as_ignored_or_not_selected() {
+    let (cluster, ns, client) = setup("ignored-ns").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let receiver = crate::notify::Receiver::default();
+    let url = format!("{}/hook", crate::notify::serve(receiver.clone()).await);
+    let controller = Controller::start(
+        &cluster,
+        &identity,
+        &ns,
+        &["--namespaces-to-ignore", &ns, "--webhook-url", &url],
+    )
+    .await;
+    let sample = "reloader_skipped_total{reason=\"ignored_or_not_selected\"}";
+    assert_eq!(controller.metric(sample).await, 0.0);
+    set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
+    crate::notify::metric_reaches(&controller, sample, 1.0).await;
+    controller.stop();
 }
