@@ -141,9 +141,11 @@ impl Notifier {
 /// rustls-native-certs reads `SSL_CERT_FILE` and `SSL_CERT_DIR` itself (the variables OpenSSL
 /// and Go honour; they are not flags, so they do not go through `config::Cli`); when neither
 /// is set it reads the system store found by openssl-probe (e.g. the distroless image's
-/// `/etc/ssl/certs/ca-certificates.crt`, or a CA bundle mounted there). When that yields no
-/// usable certificate (a scratch image, an unreadable file), the built-in Mozilla roots
-/// (webpki-roots) are trusted instead, so public receivers (Slack, Teams) keep working.
+/// `/etc/ssl/certs/ca-certificates.crt`, or a CA bundle mounted there). What it finds is added
+/// to the built-in Mozilla roots (webpki-roots), which are always trusted: a private CA given in
+/// `SSL_CERT_FILE` must not cut off public receivers (Slack, Teams), just as Go still reads the
+/// system certificate directories when only `SSL_CERT_FILE` is set, and a scratch image
+/// without a CA bundle still reaches them.
 /// Problems are logged with the path, never the file's content, and never stop the process.
 pub fn trust_roots() -> rustls::RootCertStore {
     let native = rustls_native_certs::load_native_certs();
@@ -158,9 +160,10 @@ pub fn trust_roots() -> rustls::RootCertStore {
     roots_from(native.certs)
 }
 
-/// The root store for `certs`, or the built-in roots when none of them is usable.
+/// The built-in roots plus the usable ones of `certs`.
 fn roots_from(certs: Vec<CertificateDer<'static>>) -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let (added, ignored) = roots.add_parsable_certificates(certs);
     if ignored > 0 {
         tracing::warn!(
@@ -168,18 +171,11 @@ fn roots_from(certs: Vec<CertificateDer<'static>>) -> rustls::RootCertStore {
             "some CA certificates for webhook and alert HTTPS are not valid X.509 and were skipped"
         );
     }
-    if added == 0 {
-        tracing::debug!(
-            "no CA certificate in SSL_CERT_FILE, SSL_CERT_DIR or the system trust store; \
-             webhook and alert HTTPS trusts the built-in Mozilla roots"
-        );
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    } else {
-        tracing::debug!(
-            certificates = added,
-            "webhook and alert HTTPS trusts the CA certificates of SSL_CERT_FILE, SSL_CERT_DIR or the system trust store"
-        );
-    }
+    tracing::debug!(
+        certificates = added,
+        "webhook and alert HTTPS trusts the built-in Mozilla roots and the CA certificates of \
+         SSL_CERT_FILE, SSL_CERT_DIR or the system trust store"
+    );
     roots
 }
 
@@ -676,15 +672,19 @@ mod tests {
     }
 
     #[test]
-    fn trust_falls_back_to_the_built_in_roots() {
+    fn a_private_ca_is_trusted_beside_the_built_in_roots() {
         let builtin = webpki_roots::TLS_SERVER_ROOTS.len();
         assert_eq!(roots_from(Vec::new()).len(), builtin);
-        // Not a certificate: skipped, and then nothing usable is left.
+        // Not a certificate: skipped.
         let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x01]);
         assert_eq!(roots_from(vec![garbage]).len(), builtin);
         let pki = kube_reloader_testenv::pki::Pki::generate().unwrap();
         let ca = CertificateDer::from_pem_slice(pki.ca_cert_pem.as_bytes()).unwrap();
-        assert_eq!(roots_from(vec![ca]).len(), 1, "a private CA replaces them");
+        assert_eq!(
+            roots_from(vec![ca]).len(),
+            builtin + 1,
+            "added to the public roots, which keep working"
+        );
     }
 
     #[test]
