@@ -5,6 +5,8 @@
 //! track), [`policy`] and [`refs`] (which it does track, and which container carries the
 //! marker), [`plan`] (markers against digests), [`planner`] (the intent, with pause periods
 //! and Job re-creation), then [`edit`] and [`patch`] (the write).
+//!
+//! [`window`] holds the maintenance windows a rollout may be deferred to.
 
 pub mod digest;
 pub mod edit;
@@ -17,6 +19,7 @@ pub mod planner;
 pub mod policy;
 pub mod refs;
 pub mod source;
+pub mod window;
 pub mod workload;
 
 pub use edit::Strategy;
