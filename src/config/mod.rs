@@ -9,8 +9,10 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 
 use crate::model::Strategy;
+use crate::model::governor::{Limits, parse_period};
 use crate::model::pause::parse_go_duration;
 use crate::model::policy::{AnnotationKeys, Policy};
+use crate::model::window::Window;
 
 use crate::error::Error;
 
@@ -162,6 +164,50 @@ pub struct Cli {
     /// (a Go duration such as "10s"); new work stops at once.
     #[arg(long, default_value = "10s")]
     pub shutdown_grace_period: String,
+
+    /// Rollout governor: reload a workload once its tracked sources have been quiet this long
+    /// (a Go duration; at the latest 5 periods after the first pending change). Per workload:
+    /// annotation kube-reloader.io/debounce.
+    #[arg(long, default_value = "0s")]
+    pub debounce: String,
+
+    /// Rollout governor: at most this many of our rollouts in progress at once (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_concurrent_rollouts: u32,
+
+    /// Rollout governor: at most this many of our rollouts in progress per namespace (0: no
+    /// limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_concurrent_rollouts_per_namespace: u32,
+
+    /// Rollout governor: at most this many reloads started per minute (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_reloads_per_minute: u32,
+
+    /// Rollout governor: when a source change reaches more than --canary workloads, reload
+    /// that many first and the rest only once their rollouts completed; a failed canary halts
+    /// the change.
+    #[arg(long)]
+    pub health_gate: bool,
+
+    /// Rollout governor: canaries per change with --health-gate.
+    #[arg(long, default_value_t = 1)]
+    pub canary: u32,
+
+    /// Rollout governor: a rollout not complete after this long counts as failed (health gate)
+    /// and no longer counts against --max-concurrent-rollouts (a Go duration).
+    #[arg(long, default_value = "10m")]
+    pub rollout_timeout: String,
+
+    /// Rollout governor: reload only inside this window, "[DAYS] HH:MM-HH:MM [TZ]" (e.g.
+    /// "Mon-Fri 22:00-06:00 Europe/Berlin"). Per workload: kube-reloader.io/reload-window.
+    #[arg(long, default_value = "")]
+    pub reload_window: String,
+
+    /// Rollout governor: write nothing to workloads; publish a WouldReload Event for each reload
+    /// instead. Per workload: kube-reloader.io/mode: notify.
+    #[arg(long)]
+    pub dry_run: bool,
 
     /// For tests only: wait this long before every API write (a Go duration), to widen the
     /// window between a plan and its write.
@@ -326,6 +372,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// `--test-write-delay` (tests only).
     pub test_write_delay: Option<Duration>,
+    /// The rollout governor's flags.
+    pub limits: Limits,
     /// Upstream's `ALERT_*` variables as set (names to values; the URL carries a token and is
     /// never logged).
     pub alert_vars: std::collections::BTreeMap<&'static str, String>,
@@ -532,6 +580,46 @@ impl Cli {
         let shutdown_grace = duration("--shutdown-grace-period", &self.shutdown_grace_period)?;
         let test_write_delay =
             Some(duration("--test-write-delay", &self.test_write_delay)?).filter(|d| !d.is_zero());
+        let period = |flag: &'static str, value: &str| {
+            parse_period(value).map_err(|reason| Error::InvalidFlag {
+                flag,
+                value: value.to_owned(),
+                reason,
+            })
+        };
+        if self.health_gate && self.canary == 0 {
+            return Err(Error::InvalidFlag {
+                flag: "--canary",
+                value: "0".to_owned(),
+                reason: "at least one canary is needed with --health-gate".into(),
+            });
+        }
+        let rollout_timeout = period("--rollout-timeout", &self.rollout_timeout)?;
+        if rollout_timeout == 0 {
+            return Err(Error::InvalidFlag {
+                flag: "--rollout-timeout",
+                value: self.rollout_timeout.clone(),
+                reason: "must be longer than 0s".into(),
+            });
+        }
+        let window = match self.reload_window.trim() {
+            "" => None,
+            text => Some(Window::parse(text).map_err(|e| Error::InvalidFlag {
+                flag: "--reload-window",
+                value: self.reload_window.clone(),
+                reason: e.reason,
+            })?),
+        };
+        let limits = Limits {
+            debounce: period("--debounce", &self.debounce)?,
+            window,
+            dry_run: self.dry_run,
+            max_concurrent: self.max_concurrent_rollouts,
+            max_concurrent_per_namespace: self.max_concurrent_rollouts_per_namespace,
+            max_per_minute: self.max_reloads_per_minute,
+            canaries: self.health_gate.then_some(self.canary),
+            rollout_timeout,
+        };
         let alert_vars = [
             ("ALERT_ON_RELOAD", self.alert_on_reload),
             ("ALERT_WEBHOOK_URL", self.alert_webhook_url),
@@ -596,6 +684,7 @@ impl Cli {
             log_filter: self.log_filter.filter(|f| !f.is_empty()),
             shutdown_grace,
             test_write_delay,
+            limits,
             alert_vars,
         })
     }

@@ -305,6 +305,16 @@ impl WorkloadStore {
             .collect()
     }
 
+    /// The workloads `keep` accepts (the governor counts rollouts with it).
+    pub fn views_where(&self, keep: impl Fn(&WorkloadView) -> bool) -> Vec<Arc<WorkloadView>> {
+        self.read()
+            .values()
+            .flat_map(|ns| ns.workloads.values().map(|s| &s.view))
+            .filter(|v| keep(v))
+            .cloned()
+            .collect()
+    }
+
     /// How many workloads of each kind are stored (diagnostics).
     pub fn count_by_kind(&self) -> BTreeMap<&'static str, usize> {
         let mut counts = BTreeMap::new();

@@ -21,6 +21,7 @@ impl WorkloadResource for Deployment {
     }
     fn project_into(&self, view: &mut WorkloadView) {
         view.paused = self.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
+        view.progress = Some(crate::model::progress::deployment(self));
     }
 }
 

@@ -45,6 +45,7 @@ impl WorkloadResource for Job {
         self.spec.as_ref().map(|s| &s.template)
     }
     fn project_into(&self, view: &mut WorkloadView) {
+        view.progress = Some(crate::model::progress::job(self));
         let mut job = self.clone();
         job.status = None;
         job.metadata.managed_fields = None;
@@ -151,7 +152,13 @@ impl Jobs {
             return Ok(Written::Nothing);
         };
         let edit = work.edit(ctx.settings.strategy);
-        let fresh = fresh_job(old, &work.reload.ledger, &edit);
+        let mut fresh = fresh_job(old, &work.reload.ledger, &edit);
+        if ctx.settings.limits.follows_rollouts() {
+            fresh.metadata.annotations.get_or_insert_default().insert(
+                crate::model::governor::RELOADED_AT_ANNOTATION.to_owned(),
+                work.now.to_string(),
+            );
+        }
         let remember = || {
             self.lock().insert(
                 key.clone(),

@@ -370,8 +370,21 @@ async fn template_reload<K: WorkloadResource>(
     if let Some(extra) = extra {
         body = patch::combine(body, extra);
     }
+    if let Some(stamp) = reloaded_at(ctx, work.now) {
+        body = patch::combine(body, stamp);
+    }
     ctx.writer.patch::<K>(&work.view.key, body).await?;
     Ok(Written::Yes)
+}
+
+/// The `reloaded-at` stamp a reload writes on metadata while the governor follows rollouts
+/// (a concurrency cap, rate limit or health gate), from which it counts them.
+pub fn reloaded_at(ctx: &Context, now: i64) -> Option<Value> {
+    ctx.settings.limits.follows_rollouts().then(|| {
+        serde_json::json!({"metadata": {"annotations": {
+            crate::model::governor::RELOADED_AT_ANNOTATION: now.to_string()
+        }}})
+    })
 }
 
 /// A kind whose reload is one strategic-merge PATCH of `spec.template` and that needs nothing

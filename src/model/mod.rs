@@ -10,6 +10,7 @@
 
 pub mod digest;
 pub mod edit;
+pub mod governor;
 pub mod interest;
 pub mod ledger;
 pub mod patch;
@@ -17,6 +18,7 @@ pub mod pause;
 pub mod plan;
 pub mod planner;
 pub mod policy;
+pub mod progress;
 pub mod refs;
 pub mod source;
 pub mod window;

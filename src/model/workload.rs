@@ -85,6 +85,9 @@ pub struct WorkloadView {
     pub job: Option<Box<Job>>,
     /// Deployments only: `spec.paused`.
     pub paused: bool,
+    /// How far its latest rollout has got (kinds with a rollout status: Deployments,
+    /// StatefulSets, DaemonSets, Jobs), for the rollout governor.
+    pub progress: Option<crate::model::governor::Progress>,
     /// Rollouts only: the Deployment named by `spec.workloadRef`, whose pod template the
     /// Rollout runs (`Err` holds an unsupported reference, reported to the user).
     pub workload_ref: Option<Result<String, String>>,

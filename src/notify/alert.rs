@@ -72,10 +72,15 @@ impl AlertSettings {
         workload_kind: &str,
         namespace: &str,
     ) -> Request {
-        let mut text = format!(
+        self.message(format!(
             "Reloader detected changes in *{source}* of type *{source_type}* in namespace *{namespace}*. \
              Hence reloaded *{workload}* of type *{workload_kind}* in namespace *{namespace}*"
-        );
+        ))
+    }
+
+    /// An alert with `text` (`*` marks bold, dropped for the raw sink), in the sink's shape:
+    /// also used by the rollout governor (dry-run, halted changes).
+    pub fn message(&self, mut text: String) -> Request {
         if let Some(info) = &self.additional_info {
             text = format!("{info} : {text}");
         }

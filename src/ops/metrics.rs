@@ -105,6 +105,24 @@ pub struct DegradedLabels {
     pub missing: &'static str,
 }
 
+/// Label set of `kube_reloader_pending_reloads`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PendingLabels {
+    /// debounce, window, concurrency, rate, canary or halted.
+    pub reason: &'static str,
+}
+
+/// Label set of `kube_reloader_halted_changes`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HaltedLabels {
+    /// The source's namespace.
+    pub namespace: String,
+    /// CONFIGMAP, SECRET or SECRETPROVIDERCLASS.
+    pub kind: &'static str,
+    /// The source's name.
+    pub name: String,
+}
+
 /// Label set of `rest_client_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RestRequestLabels {
@@ -172,6 +190,12 @@ pub struct Metrics {
     pub notifications: Family<NotificationLabels, Counter>,
     /// 1 for each missing permission kube-reloader works around (see `/ready`).
     pub degraded: Family<DegradedLabels, Gauge>,
+    /// Reloads the governor holds, by reason.
+    pub pending_reloads: Family<PendingLabels, Gauge>,
+    /// Reloads reported instead of written (dry-run, `mode: notify`).
+    pub would_reload: Counter,
+    /// 1 for each source change a failed canary halted.
+    pub halted_changes: Family<HaltedLabels, Gauge>,
     /// API requests by status code, method and host (client-go's name).
     pub rest_requests: Family<RestRequestLabels, Counter>,
     /// API request latency by verb and host (client-go's name).
@@ -305,6 +329,29 @@ impl Metrics {
             "1 for each missing RBAC permission kube-reloader works around at a cost (the log and /ready say which rule removes it)",
             degraded.clone(),
         );
+        let pending_reloads = Family::<PendingLabels, Gauge>::default();
+        registry.register(
+            "kube_reloader_pending_reloads",
+            "Reloads the rollout governor holds, by reason (debounce, window, concurrency, rate, canary, halted)",
+            pending_reloads.clone(),
+        );
+        for hold in crate::model::governor::Hold::ALL {
+            let _ = pending_reloads.get_or_create(&PendingLabels {
+                reason: hold.as_str(),
+            });
+        }
+        let would_reload = Counter::default();
+        registry.register(
+            "kube_reloader_would_reload",
+            "Reloads reported instead of written (--dry-run, kube-reloader.io/mode: notify)",
+            would_reload.clone(),
+        );
+        let halted_changes = Family::<HaltedLabels, Gauge>::default();
+        registry.register(
+            "kube_reloader_halted_changes",
+            "1 for each source change halted because a canary's rollout failed",
+            halted_changes.clone(),
+        );
         let rest_requests = Family::<RestRequestLabels, Counter>::default();
         registry.register(
             "rest_client_requests",
@@ -351,6 +398,9 @@ impl Metrics {
             workqueue_latency,
             notifications,
             degraded,
+            pending_reloads,
+            would_reload,
+            halted_changes,
             rest_requests,
             rest_duration,
             workqueue_adds,

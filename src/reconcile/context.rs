@@ -18,6 +18,7 @@ use crate::ops::leader::{Leadership, WriteState};
 use crate::ops::metrics::Metrics;
 use crate::ops::supervisor::Supervisor;
 use crate::reconcile::degraded::Degradations;
+use crate::reconcile::governor::Governor;
 use crate::reconcile::queue::{QueueMetrics, WorkQueue};
 use crate::reconcile::report::{Outbound, Reporter};
 use crate::reconcile::sync::{SyncState, Watched};
@@ -62,6 +63,8 @@ pub struct Context {
     pub degraded: Degradations,
     /// Kinds listed per change instead of watched.
     pub listers: Listers,
+    /// The rollout governor's bookkeeping.
+    pub governor: Governor,
     watching: Mutex<Vec<String>>,
 }
 
@@ -98,6 +101,7 @@ impl Context {
             csi: CsiState::default(),
             degraded: Degradations::default(),
             listers: Listers::default(),
+            governor: Governor::default(),
             watching: Mutex::default(),
             client,
             settings,
@@ -263,6 +267,7 @@ impl StateReport for Context {
             "workloads": self.workloads.count_by_kind(),
             "queue_depth": self.queue.depth(),
             "delayed": delayed,
+            "governor": self.governor.snapshot(crate::reconcile::unix_now()),
             "kinds": kinds,
             "tasks": self.supervisor.running(),
             "leadership": leadership,

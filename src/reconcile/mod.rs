@@ -8,6 +8,7 @@
 pub mod context;
 pub mod degraded;
 pub mod error;
+pub mod governor;
 pub mod queue;
 pub mod report;
 pub mod startup;

@@ -147,6 +147,39 @@ impl Reporter {
         .await;
     }
 
+    /// A governor notice (`ReloadDeferred`, `WouldReload`, `ReloadHalted`) on a workload, once
+    /// per `what` (a pending change) and process, with its log line; true when published now.
+    pub async fn notice_once(
+        &self,
+        reference: &ObjectReference,
+        key: &WorkloadKey,
+        what: String,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) -> bool {
+        if !self.first_time(key, what) {
+            return false;
+        }
+        let type_ = if warning {
+            tracing::warn!(workload = %key, reason, "{note}");
+            EventType::Warning
+        } else {
+            tracing::info!(workload = %key, reason, "{note}");
+            EventType::Normal
+        };
+        self.publish_with(&self.general, reference, type_, reason, note)
+            .await;
+        true
+    }
+
+    /// An alert with `text`, when alerts are configured.
+    pub fn alert(&self, text: String) {
+        if let (Some(alerts), Some(notifier)) = (&self.outbound.alerts, &self.outbound.notifier) {
+            notifier.send(alerts.message(text));
+        }
+    }
+
     /// Reports once per object version that a workload does not decode into our types: it is
     /// skipped, and everything else keeps working.
     pub async fn undecodable(

@@ -15,6 +15,7 @@ use crate::model::planner::{self, Intent, PlanInput, PodTemplate, Problem};
 use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
 use crate::ops::leader::WriteState;
 use crate::reconcile::error::{self, WriteError};
+use crate::reconcile::governor::{self, Verdict};
 use crate::reconcile::{Context, unix_now};
 
 /// What one attempt did.
@@ -139,6 +140,7 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
         return Attempt::Skipped;
     }
     let Some(stored) = ctx.workloads.get(key) else {
+        ctx.governor.forget(ctx, key);
         return Attempt::Skipped;
     };
     let view = &stored.view;
@@ -209,6 +211,9 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
         }
         Err(error) => Attempt::failed(error, None),
     };
+    if !matches!(plan.intent, Intent::Reload(_) | Intent::RequeueAt(_)) {
+        ctx.governor.forget(ctx, key);
+    }
     match plan.intent {
         Intent::UpToDate => Attempt::Skipped,
         Intent::RequeueAt(at) => {
@@ -236,6 +241,14 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
             "the Deployment was resumed by someone else; dropped our paused-at marker",
         ),
         Intent::Reload(reload) => {
+            match governor::admit(ctx, view, &reload, &reference, now).await {
+                Verdict::Go => {}
+                Verdict::Wait(delay) => {
+                    ctx.queue.add_after(key.clone(), delay);
+                    return Attempt::Skipped;
+                }
+                Verdict::Hold => return Attempt::Skipped,
+            }
             ctx.metrics.workload_matched(key.kind.as_str());
             let started = Instant::now();
             let pod = pod.unwrap_or_else(|_| PodTemplate::of(view));
@@ -247,6 +260,7 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
             };
             match kind.reload(ctx, work).await {
                 Ok(Written::Yes) => {
+                    ctx.governor.forget(ctx, key);
                     ctx.metrics.reload_executed(true, &key.namespace);
                     ctx.metrics
                         .action(key.kind.as_str(), true, started.elapsed().as_secs_f64());

@@ -14,6 +14,7 @@ mod csi;
 mod decisions;
 mod durability;
 mod fixtures;
+mod governor;
 mod ha;
 mod kinds;
 mod notify;

@@ -1,0 +1,689 @@
+//! The rollout governor's decisions: whether a planned reload goes ahead now, waits (debounce,
+//! maintenance window, canary, concurrency, rate), is halted by a failed canary, or is only
+//! reported (dry-run). Pure: every input is read from the cluster by the caller (the workload's
+//! annotations and status, the other workloads' ledgers and statuses, the sources' change
+//! times) or is the time now, so a restart recomputes every decision.
+
+use std::collections::BTreeMap;
+
+use crate::model::pause::parse_go_duration;
+use crate::model::window::Window;
+
+/// Per-workload debounce period (`"30s"`).
+pub const DEBOUNCE_ANNOTATION: &str = "kube-reloader.io/debounce";
+/// Per-workload maintenance window.
+pub const WINDOW_ANNOTATION: &str = "kube-reloader.io/reload-window";
+/// Per-workload mode: `notify` reports instead of reloading.
+pub const MODE_ANNOTATION: &str = "kube-reloader.io/mode";
+/// When we last reloaded the workload (Unix seconds), written with each reload while a
+/// concurrency cap, rate limit or health gate is on: rollouts in progress and reloads in the
+/// last minute are counted from it.
+pub const RELOADED_AT_ANNOTATION: &str = "kube-reloader.io/reloaded-at";
+
+/// A source that never stops changing still rolls this many debounce periods after its first
+/// pending change.
+pub const MAX_DEBOUNCE_FACTOR: i64 = 5;
+
+/// The global limits (flags). Zero means off.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Limits {
+    /// `--debounce`, seconds.
+    pub debounce: i64,
+    /// `--reload-window`.
+    pub window: Option<Window>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--max-concurrent-rollouts`.
+    pub max_concurrent: u32,
+    /// `--max-concurrent-rollouts-per-namespace`.
+    pub max_concurrent_per_namespace: u32,
+    /// `--max-reloads-per-minute`.
+    pub max_per_minute: u32,
+    /// `--health-gate`: canaries per change.
+    pub canaries: Option<u32>,
+    /// `--rollout-timeout`, seconds.
+    pub rollout_timeout: i64,
+}
+
+impl Limits {
+    /// Whether rollouts must be followed (their status read, `reloaded-at` written).
+    pub fn follows_rollouts(&self) -> bool {
+        self.max_concurrent > 0
+            || self.max_concurrent_per_namespace > 0
+            || self.max_per_minute > 0
+            || self.canaries.is_some()
+    }
+}
+
+/// What a workload's annotations ask of the governor, with the global defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    /// Debounce period, seconds (0: none).
+    pub debounce: i64,
+    /// Maintenance window.
+    pub window: Option<Window>,
+    /// Report instead of reloading.
+    pub notify: bool,
+}
+
+/// An annotation value the governor cannot use (the global setting applies instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRule {
+    /// The annotation.
+    pub key: &'static str,
+    /// Its value.
+    pub value: String,
+    /// Why, and the expected syntax.
+    pub reason: String,
+}
+
+/// A duration flag or annotation value: a Go duration, not negative.
+pub fn parse_period(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if text.starts_with('-') {
+        return Err(format!("{text:?} is negative"));
+    }
+    parse_go_duration(text)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .map_err(|e| {
+            format!(
+                "{text:?} is not a duration like \"30s\" or \"5m\": {}",
+                e.reason
+            )
+        })
+}
+
+/// The rules of a workload: its annotations over the global limits; a bad value is reported and
+/// the global setting used.
+pub fn rules(annotations: &BTreeMap<String, String>, limits: &Limits) -> (Rules, Vec<InvalidRule>) {
+    let mut problems = Vec::new();
+    let debounce = match annotations.get(DEBOUNCE_ANNOTATION) {
+        None => limits.debounce,
+        Some(value) => parse_period(value).unwrap_or_else(|reason| {
+            problems.push(InvalidRule {
+                key: DEBOUNCE_ANNOTATION,
+                value: value.clone(),
+                reason,
+            });
+            limits.debounce
+        }),
+    };
+    let window = match annotations.get(WINDOW_ANNOTATION) {
+        None => limits.window.clone(),
+        Some(value) => match Window::parse(value) {
+            Ok(window) => Some(window),
+            Err(invalid) => {
+                problems.push(InvalidRule {
+                    key: WINDOW_ANNOTATION,
+                    value: value.clone(),
+                    reason: invalid.to_string(),
+                });
+                limits.window.clone()
+            }
+        },
+    };
+    let notify = match annotations.get(MODE_ANNOTATION).map(|v| v.trim()) {
+        None | Some("") | Some("reload") => limits.dry_run,
+        Some("notify") => true,
+        Some(other) => {
+            problems.push(InvalidRule {
+                key: MODE_ANNOTATION,
+                value: other.to_owned(),
+                reason: "the mode is \"notify\" (report only) or \"reload\"".to_owned(),
+            });
+            limits.dry_run
+        }
+    };
+    (
+        Rules {
+            debounce,
+            window,
+            notify,
+        },
+        problems,
+    )
+}
+
+/// Rollouts counted against a cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// In the whole scope.
+    pub total: u32,
+    /// In the workload's namespace.
+    pub namespace: u32,
+}
+
+/// Where a reload stands with the health gate of its change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CanaryState {
+    /// The change reaches few enough workloads (or the gate is off).
+    Ungated,
+    /// This workload is one of the change's canaries.
+    Canary,
+    /// Every canary completed its rollout with the new data.
+    Released,
+    /// A canary has not completed yet.
+    Waiting {
+        /// The canary waited for.
+        canary: String,
+    },
+    /// A canary failed: no other workload gets this data.
+    Halted {
+        /// The failed canary.
+        canary: String,
+        /// Its condition.
+        reason: String,
+    },
+}
+
+/// Why a reload waits (the `reason` label of `kube_reloader_pending_reloads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Hold {
+    /// Its sources are still changing.
+    Debounce,
+    /// Outside its maintenance window.
+    Window,
+    /// Over the concurrency cap.
+    Concurrency,
+    /// Over the rate limit.
+    Rate,
+    /// Waiting for the change's canaries.
+    Canary,
+    /// The change's canary failed.
+    Halted,
+}
+
+impl Hold {
+    /// Every reason, for metrics.
+    pub const ALL: [Hold; 6] = [
+        Hold::Debounce,
+        Hold::Window,
+        Hold::Concurrency,
+        Hold::Rate,
+        Hold::Canary,
+        Hold::Halted,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hold::Debounce => "debounce",
+            Hold::Window => "window",
+            Hold::Concurrency => "concurrency",
+            Hold::Rate => "rate",
+            Hold::Canary => "canary",
+            Hold::Halted => "halted",
+        }
+    }
+}
+
+/// Everything a gate decision depends on.
+#[derive(Debug, Clone)]
+pub struct GateInput<'a> {
+    /// Unix seconds now.
+    pub now: i64,
+    /// The global limits.
+    pub limits: &'a Limits,
+    /// The workload's rules.
+    pub rules: &'a Rules,
+    /// When this workload's reload became pending (first seen pending by this process).
+    pub pending_since: i64,
+    /// The latest data change among the sources it reloads for, if seen while running.
+    pub last_change: Option<i64>,
+    /// Rollouts in progress (ours, not this workload's), and reloads waiting for a slot that
+    /// became pending before this one.
+    pub busy: Load,
+    /// Reloads started in the last 60 s, and the oldest of them.
+    pub recent: (u32, Option<i64>),
+    /// The health gate.
+    pub canary: CanaryState,
+}
+
+/// The governor's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Reload now.
+    Go,
+    /// Report what would be reloaded; write nothing.
+    DryRun,
+    /// Wait; plan again at `until` (Unix seconds), or when something changes when `None`.
+    Wait {
+        /// Why.
+        hold: Hold,
+        /// When to plan again.
+        until: Option<i64>,
+    },
+}
+
+/// Decides one reload. Checks, in order: debounce, window, health gate, then (for a real
+/// reload) concurrency and rate.
+pub fn gate(input: &GateInput<'_>) -> Gate {
+    let now = input.now;
+    let rules = input.rules;
+    if rules.debounce > 0 {
+        let quiet_since = input
+            .last_change
+            .unwrap_or(input.pending_since)
+            .max(input.pending_since);
+        let due = (quiet_since.saturating_add(rules.debounce)).min(
+            input
+                .pending_since
+                .saturating_add(rules.debounce.saturating_mul(MAX_DEBOUNCE_FACTOR)),
+        );
+        if now < due {
+            return Gate::Wait {
+                hold: Hold::Debounce,
+                until: Some(due),
+            };
+        }
+    }
+    if let Some(window) = &rules.window
+        && !window.is_open(now)
+    {
+        return Gate::Wait {
+            hold: Hold::Window,
+            until: Some(window.next_open(now)),
+        };
+    }
+    if rules.notify {
+        return Gate::DryRun;
+    }
+    match &input.canary {
+        CanaryState::Halted { .. } => {
+            return Gate::Wait {
+                hold: Hold::Halted,
+                until: None,
+            };
+        }
+        CanaryState::Waiting { .. } => {
+            return Gate::Wait {
+                hold: Hold::Canary,
+                until: None,
+            };
+        }
+        CanaryState::Ungated | CanaryState::Canary | CanaryState::Released => {}
+    }
+    let limits = input.limits;
+    let over = |cap: u32, busy: u32| cap > 0 && busy >= cap;
+    if over(limits.max_concurrent, input.busy.total)
+        || over(limits.max_concurrent_per_namespace, input.busy.namespace)
+    {
+        return Gate::Wait {
+            hold: Hold::Concurrency,
+            until: None,
+        };
+    }
+    if limits.max_per_minute > 0 && input.recent.0 >= limits.max_per_minute {
+        return Gate::Wait {
+            hold: Hold::Rate,
+            until: Some(
+                input
+                    .recent
+                    .1
+                    .map_or(now + 1, |oldest| oldest + 60)
+                    .max(now + 1),
+            ),
+        };
+    }
+    Gate::Go
+}
+
+/// How a workload's rollout stands, from its status.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// The status shows the latest spec fully rolled out.
+    pub complete: bool,
+    /// The workload controller gave up (a Deployment's `ProgressDeadlineExceeded`, a failed Job).
+    pub failed: Option<String>,
+}
+
+/// Whether a rollout we started at `reloaded_at` still counts as in progress: not complete,
+/// not failed, and younger than the rollout timeout.
+pub fn in_progress(progress: &Progress, reloaded_at: Option<i64>, now: i64, timeout: i64) -> bool {
+    let Some(at) = reloaded_at else {
+        return false;
+    };
+    !progress.complete && progress.failed.is_none() && now.saturating_sub(at) < timeout
+}
+
+/// The failure of a rollout we started, if it failed: the workload controller's condition, or
+/// the rollout timeout running out.
+pub fn failure(
+    progress: &Progress,
+    reloaded_at: Option<i64>,
+    now: i64,
+    timeout: i64,
+) -> Option<String> {
+    if progress.complete {
+        return None;
+    }
+    if let Some(reason) = &progress.failed {
+        return Some(reason.clone());
+    }
+    let at = reloaded_at?;
+    (now.saturating_sub(at) >= timeout)
+        .then(|| format!("not complete within the rollout timeout ({timeout}s)"))
+}
+
+/// One workload tracking a changed source, as the health gate sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracker<'a> {
+    /// Its name (canaries are the first by name).
+    pub name: &'a str,
+    /// Whether it already carries the new data.
+    pub has_new_data: bool,
+    /// Its rollout, when it has the new data.
+    pub progress: Progress,
+    /// When we reloaded it.
+    pub reloaded_at: Option<i64>,
+}
+
+/// The health gate for workload `name` and one change reaching `trackers` (including it).
+pub fn canary_state(
+    name: &str,
+    trackers: &[Tracker<'_>],
+    canaries: u32,
+    now: i64,
+    timeout: i64,
+) -> CanaryState {
+    let n = usize::try_from(canaries).unwrap_or(usize::MAX);
+    if trackers.len() <= n {
+        return CanaryState::Ungated;
+    }
+    let mut sorted: Vec<&Tracker<'_>> = trackers.iter().collect();
+    sorted.sort_by_key(|t| t.name);
+    let chosen = &sorted[..n];
+    if chosen.iter().any(|t| t.name == name) {
+        return CanaryState::Canary;
+    }
+    for canary in chosen {
+        if !canary.has_new_data {
+            return CanaryState::Waiting {
+                canary: canary.name.to_owned(),
+            };
+        }
+        if let Some(reason) = failure(&canary.progress, canary.reloaded_at, now, timeout) {
+            return CanaryState::Halted {
+                canary: canary.name.to_owned(),
+                reason,
+            };
+        }
+        if !canary.progress.complete {
+            return CanaryState::Waiting {
+                canary: canary.name.to_owned(),
+            };
+        }
+    }
+    CanaryState::Released
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn rules_with(debounce: i64) -> Rules {
+        Rules {
+            debounce,
+            window: None,
+            notify: false,
+        }
+    }
+
+    fn input<'a>(limits: &'a Limits, rules: &'a Rules) -> GateInput<'a> {
+        GateInput {
+            now: NOW,
+            limits,
+            rules,
+            pending_since: NOW,
+            last_change: None,
+            busy: Load::default(),
+            recent: (0, None),
+            canary: CanaryState::Ungated,
+        }
+    }
+
+    #[test]
+    fn defaults_go_at_once() {
+        let limits = Limits::default();
+        let rules = rules_with(0);
+        assert_eq!(gate(&input(&limits, &rules)), Gate::Go);
+        assert!(!limits.follows_rollouts());
+    }
+
+    #[test]
+    fn debounce_waits_for_quiet_and_at_most_five_periods() {
+        let limits = Limits::default();
+        let rules = rules_with(30);
+        // (pending since, last change, now, expected due or None for go)
+        let table = [
+            (NOW, Some(NOW), NOW, Some(NOW + 30)),
+            (NOW, Some(NOW), NOW + 30, None),
+            (NOW, Some(NOW + 20), NOW + 30, Some(NOW + 50)),
+            (NOW, Some(NOW + 140), NOW + 149, Some(NOW + 150)),
+            (NOW, Some(NOW + 149), NOW + 150, None),
+            (NOW, None, NOW + 10, Some(NOW + 30)),
+        ];
+        for (pending_since, last_change, now, due) in table {
+            let decided = gate(&GateInput {
+                now,
+                pending_since,
+                last_change,
+                ..input(&limits, &rules)
+            });
+            let expected = match due {
+                Some(until) => Gate::Wait {
+                    hold: Hold::Debounce,
+                    until: Some(until),
+                },
+                None => Gate::Go,
+            };
+            assert_eq!(decided, expected, "{pending_since} {last_change:?} {now}");
+        }
+    }
+
+    #[test]
+    fn limits_hold_in_order_and_dry_run_skips_them() {
+        let limits = Limits {
+            max_concurrent: 2,
+            max_concurrent_per_namespace: 1,
+            max_per_minute: 3,
+            ..Limits::default()
+        };
+        let rules = rules_with(0);
+        let base = input(&limits, &rules);
+        let concurrency = Gate::Wait {
+            hold: Hold::Concurrency,
+            until: None,
+        };
+        let with = |busy: Load, recent: (u32, Option<i64>)| {
+            gate(&GateInput {
+                busy,
+                recent,
+                ..base.clone()
+            })
+        };
+        assert_eq!(
+            with(
+                Load {
+                    total: 1,
+                    namespace: 0
+                },
+                (0, None)
+            ),
+            Gate::Go
+        );
+        assert_eq!(
+            with(
+                Load {
+                    total: 2,
+                    namespace: 0
+                },
+                (0, None)
+            ),
+            concurrency
+        );
+        assert_eq!(
+            with(
+                Load {
+                    total: 1,
+                    namespace: 1
+                },
+                (0, None)
+            ),
+            concurrency
+        );
+        assert_eq!(
+            with(Load::default(), (3, Some(NOW - 50))),
+            Gate::Wait {
+                hold: Hold::Rate,
+                until: Some(NOW + 10)
+            }
+        );
+        let notify = Rules {
+            notify: true,
+            ..rules_with(0)
+        };
+        assert_eq!(
+            gate(&GateInput {
+                rules: &notify,
+                busy: Load {
+                    total: 9,
+                    namespace: 9
+                },
+                ..base.clone()
+            }),
+            Gate::DryRun
+        );
+        assert_eq!(
+            gate(&GateInput {
+                canary: CanaryState::Halted {
+                    canary: "a".into(),
+                    reason: "x".into()
+                },
+                ..base.clone()
+            }),
+            Gate::Wait {
+                hold: Hold::Halted,
+                until: None
+            }
+        );
+    }
+
+    #[test]
+    fn canaries_are_the_first_by_name_and_gate_the_rest() {
+        let done = Progress {
+            complete: true,
+            failed: None,
+        };
+        let rolling = Progress::default();
+        let stuck = Progress {
+            complete: false,
+            failed: Some("ProgressDeadlineExceeded".into()),
+        };
+        let tracker = |name, has_new_data, progress: &Progress| Tracker {
+            name,
+            has_new_data,
+            progress: progress.clone(),
+            reloaded_at: Some(NOW - 10),
+        };
+        let few = [tracker("a", false, &rolling)];
+        assert_eq!(canary_state("a", &few, 1, NOW, 600), CanaryState::Ungated);
+        let pending = [
+            tracker("c", false, &rolling),
+            tracker("a", false, &rolling),
+            tracker("b", false, &rolling),
+        ];
+        assert_eq!(
+            canary_state("a", &pending, 1, NOW, 600),
+            CanaryState::Canary
+        );
+        assert_eq!(
+            canary_state("b", &pending, 1, NOW, 600),
+            CanaryState::Waiting { canary: "a".into() }
+        );
+        let rolled = [
+            tracker("a", true, &rolling),
+            tracker("b", false, &rolling),
+            tracker("c", false, &rolling),
+        ];
+        assert!(matches!(
+            canary_state("c", &rolled, 1, NOW, 600),
+            CanaryState::Waiting { .. }
+        ));
+        assert!(
+            matches!(
+                canary_state("c", &rolled, 1, NOW + 600, 600),
+                CanaryState::Halted { .. }
+            ),
+            "the timeout fails a canary"
+        );
+        let completed = [tracker("a", true, &done), tracker("b", false, &rolling)];
+        assert_eq!(
+            canary_state("b", &completed, 1, NOW, 600),
+            CanaryState::Released
+        );
+        let failed = [tracker("a", true, &stuck), tracker("b", false, &rolling)];
+        assert_eq!(
+            canary_state("b", &failed, 1, NOW, 600),
+            CanaryState::Halted {
+                canary: "a".into(),
+                reason: "ProgressDeadlineExceeded".into()
+            }
+        );
+    }
+
+    #[test]
+    fn annotations_override_the_flags_and_bad_values_fall_back() {
+        let limits = Limits {
+            debounce: 10,
+            ..Limits::default()
+        };
+        let annotations = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let (own, problems) = rules(
+            &annotations(&[(DEBOUNCE_ANNOTATION, "1m"), (MODE_ANNOTATION, "notify")]),
+            &limits,
+        );
+        assert_eq!((own.debounce, own.notify), (60, true));
+        assert!(problems.is_empty());
+        let (fallback, problems) = rules(
+            &annotations(&[
+                (DEBOUNCE_ANNOTATION, "-5s"),
+                (MODE_ANNOTATION, "loud"),
+                (WINDOW_ANNOTATION, "25:00-26:00"),
+            ]),
+            &limits,
+        );
+        assert_eq!(
+            (fallback.debounce, fallback.notify, fallback.window),
+            (10, false, None)
+        );
+        let keys: Vec<&str> = problems.iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [DEBOUNCE_ANNOTATION, WINDOW_ANNOTATION, MODE_ANNOTATION]
+        );
+        assert_eq!(parse_period("30s"), Ok(30));
+        assert!(parse_period("soon").is_err());
+    }
+
+    #[test]
+    fn a_rollout_counts_until_complete_failed_or_timed_out() {
+        let rolling = Progress::default();
+        assert!(in_progress(&rolling, Some(NOW), NOW + 5, 600));
+        assert!(!in_progress(&rolling, None, NOW, 600), "not ours");
+        assert!(!in_progress(&rolling, Some(NOW), NOW + 600, 600));
+        let done = Progress {
+            complete: true,
+            failed: None,
+        };
+        assert!(!in_progress(&done, Some(NOW), NOW + 5, 600));
+        assert_eq!(failure(&done, Some(NOW), NOW + 900, 600), None);
+    }
+}

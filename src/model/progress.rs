@@ -1,0 +1,180 @@
+//! How far a workload's rollout has got, read from its status the way `kubectl rollout status`
+//! reads it: the rollout governor counts rollouts in progress (concurrency cap) and waits for
+//! canaries with it.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+
+use crate::model::governor::Progress;
+
+/// A Deployment: the controller saw the latest spec, every replica is updated and available and
+/// no old one is left; failed when its progress deadline was exceeded.
+pub fn deployment(object: &Deployment) -> Progress {
+    let generation = object.metadata.generation.unwrap_or(0);
+    let desired = object.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = &object.status else {
+        return Progress::default();
+    };
+    let failed = status.conditions.iter().flatten().find_map(|c| {
+        (c.type_ == "Progressing"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+        .then(|| {
+            format!(
+                "ProgressDeadlineExceeded: {}",
+                c.message
+                    .as_deref()
+                    .unwrap_or("the rollout made no progress")
+            )
+        })
+    });
+    let complete = status.observed_generation.unwrap_or(0) >= generation
+        && status.updated_replicas.unwrap_or(0) == desired
+        && status.replicas.unwrap_or(0) == desired
+        && status.available_replicas.unwrap_or(0) == desired;
+    Progress { complete, failed }
+}
+
+/// A StatefulSet: latest spec seen, every replica updated and ready, one revision left.
+pub fn statefulset(object: &StatefulSet) -> Progress {
+    let generation = object.metadata.generation.unwrap_or(0);
+    let desired = object.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(status) = &object.status else {
+        return Progress::default();
+    };
+    let complete = status.observed_generation.unwrap_or(0) >= generation
+        && status.updated_replicas.unwrap_or(0) == desired
+        && status.ready_replicas.unwrap_or(0) == desired
+        && (status.update_revision.is_none() || status.current_revision == status.update_revision);
+    Progress {
+        complete,
+        failed: None,
+    }
+}
+
+/// A DaemonSet: latest spec seen, every scheduled pod updated and available.
+pub fn daemonset(object: &DaemonSet) -> Progress {
+    let generation = object.metadata.generation.unwrap_or(0);
+    let Some(status) = &object.status else {
+        return Progress::default();
+    };
+    let desired = status.desired_number_scheduled;
+    let complete = status.observed_generation.unwrap_or(0) >= generation
+        && status.updated_number_scheduled.unwrap_or(0) == desired
+        && status.number_available.unwrap_or(0) == desired;
+    Progress {
+        complete,
+        failed: None,
+    }
+}
+
+/// A Job: complete or failed by its conditions.
+pub fn job(object: &Job) -> Progress {
+    let condition = |kind: &str| {
+        object
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|conditions| {
+                conditions
+                    .iter()
+                    .find(|c| c.type_ == kind && c.status == "True")
+            })
+            .cloned()
+    };
+    Progress {
+        complete: condition("Complete").is_some(),
+        failed: condition("Failed").map(|c| {
+            format!(
+                "Failed: {}",
+                c.reason.as_deref().unwrap_or("the Job failed")
+            )
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deploy(status: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "d", "generation": 3},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_deployment_is_complete_when_every_replica_is_new_and_available() {
+        let table = [
+            (
+                json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+                true,
+            ),
+            (
+                json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+                false,
+            ),
+            (
+                json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}),
+                false,
+            ),
+            (
+                json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 2}),
+                false,
+            ),
+            (
+                json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}),
+                false,
+            ),
+        ];
+        for (status, complete) in table {
+            assert_eq!(
+                deployment(&deploy(status.clone())).complete,
+                complete,
+                "{status}"
+            );
+        }
+        let stuck = deploy(json!({"observedGeneration": 3, "conditions": [
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": "ReplicaSet \"d-1\" has timed out progressing."}]}));
+        assert!(
+            deployment(&stuck)
+                .failed
+                .unwrap()
+                .starts_with("ProgressDeadlineExceeded")
+        );
+        let no_status = Deployment::default();
+        assert!(!deployment(&no_status).complete);
+    }
+
+    #[test]
+    fn statefulsets_daemonsets_and_jobs() {
+        let sts: StatefulSet = serde_json::from_value(json!({
+            "metadata": {"generation": 1}, "spec": {"replicas": 1, "selector": {}, "serviceName": "", "template": {}},
+            "status": {"replicas": 1, "observedGeneration": 1, "updatedReplicas": 1, "readyReplicas": 1,
+                       "currentRevision": "a", "updateRevision": "b"}
+        }))
+        .unwrap();
+        assert!(!statefulset(&sts).complete, "two revisions left");
+        let ds: DaemonSet = serde_json::from_value(json!({
+            "metadata": {"generation": 2}, "spec": {"selector": {}, "template": {}},
+            "status": {"observedGeneration": 2, "desiredNumberScheduled": 1, "currentNumberScheduled": 1,
+                       "numberMisscheduled": 0, "numberReady": 1, "updatedNumberScheduled": 1, "numberAvailable": 1}
+        }))
+        .unwrap();
+        assert!(daemonset(&ds).complete);
+        let failed: Job = serde_json::from_value(json!({
+            "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            job(&failed).failed.as_deref(),
+            Some("Failed: BackoffLimitExceeded")
+        );
+        assert!(!job(&Job::default()).complete);
+    }
+}

@@ -1,0 +1,486 @@
+//! The rollout governor's stage between planning and writing: it reads what `model::governor`
+//! needs from memory that mirrors the cluster (the workload's annotations and status, the other
+//! workloads' ledgers, statuses and `reloaded-at` stamps, the sources' change times), asks it,
+//! and says whether the worker writes now, waits (and until when), or only reports.
+//!
+//! What it keeps itself is derived, never the only record: when a reload became pending (after
+//! a restart: when it was first planned again, so a wait is at most restarted, never skipped),
+//! which reloads wait for a slot (their order), and which notices were published (a restart may
+//! publish one again, it never writes twice). A pending reload is pending because the workload's
+//! ledger differs from its sources' digests, which the cluster holds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use serde_json::json;
+
+use crate::index;
+use crate::model::governor::{
+    self, CanaryState, Gate, GateInput, Hold, InvalidRule, Limits, Load, RELOADED_AT_ANNOTATION,
+    Tracker,
+};
+use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
+use crate::model::pause::rfc3339;
+use crate::model::plan::{Cause, Change};
+use crate::model::planner::Reload;
+use crate::model::workload::{WorkloadKey, WorkloadView};
+use crate::ops::metrics::{HaltedLabels, PendingLabels};
+use crate::reconcile::Context;
+
+/// How often a reload waiting for something other than a time (a slot, a canary) is planned
+/// again.
+pub const POLL: Duration = Duration::from_secs(1);
+
+/// What the worker does with a planned reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Write it now.
+    Go,
+    /// Plan it again after this long.
+    Wait(Duration),
+    /// Nothing to write (reported instead, or held until something changes).
+    Hold,
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    since: i64,
+    ledger: String,
+    hold: Option<Hold>,
+    due: Option<i64>,
+}
+
+/// The governor's bookkeeping.
+#[derive(Debug, Default)]
+pub struct Governor {
+    pending: Mutex<HashMap<WorkloadKey, Pending>>,
+    halted: Mutex<HashMap<(String, &'static str, String), String>>,
+}
+
+impl Governor {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkloadKey, Pending>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The workload has no pending reload (any more): forget it.
+    pub fn forget(&self, ctx: &Context, key: &WorkloadKey) {
+        if self.lock().remove(key).is_some() {
+            self.export(ctx);
+        }
+    }
+
+    /// When `key`'s reload to `ledger` became pending (now, if it just did), and whether this
+    /// target is new (its notices are still to publish).
+    fn pending_since(&self, key: &WorkloadKey, ledger: &str, now: i64) -> (i64, bool) {
+        let mut pending = self.lock();
+        let entry = pending.entry(key.clone()).or_insert_with(|| Pending {
+            since: now,
+            ledger: String::new(),
+            hold: None,
+            due: None,
+        });
+        let new_target = entry.ledger != ledger;
+        entry.ledger = ledger.to_owned();
+        (entry.since, new_target)
+    }
+
+    fn set_hold(&self, ctx: &Context, key: &WorkloadKey, hold: Option<Hold>, due: Option<i64>) {
+        if let Some(entry) = self.lock().get_mut(key) {
+            entry.hold = hold;
+            entry.due = due;
+        }
+        self.export(ctx);
+    }
+
+    /// Reloads waiting for a slot that became pending before `key`'s (their turn comes first).
+    fn ahead(&self, key: &WorkloadKey, since: i64) -> Load {
+        let pending = self.lock();
+        let mut load = Load::default();
+        for (other, entry) in pending.iter() {
+            let waiting = matches!(entry.hold, Some(Hold::Concurrency | Hold::Rate));
+            if other != key && waiting && (entry.since, other) < (since, key) {
+                load.total += 1;
+                if other.namespace == key.namespace {
+                    load.namespace += 1;
+                }
+            }
+        }
+        load
+    }
+
+    fn export(&self, ctx: &Context) {
+        let mut counts: BTreeMap<Hold, i64> = Hold::ALL.iter().map(|h| (*h, 0)).collect();
+        for entry in self.lock().values() {
+            if let Some(hold) = entry.hold {
+                *counts.entry(hold).or_default() += 1;
+            }
+        }
+        for (hold, count) in counts {
+            ctx.metrics
+                .pending_reloads
+                .get_or_create(&PendingLabels {
+                    reason: hold.as_str(),
+                })
+                .set(count);
+        }
+    }
+
+    fn halt(&self, ctx: &Context, namespace: &str, change: &Change, halted: bool) {
+        let source = (
+            namespace.to_owned(),
+            change.kind.upstream_type(),
+            change.name.clone(),
+        );
+        let mut map = self
+            .halted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let labels = HaltedLabels {
+            namespace: source.0.clone(),
+            kind: source.1,
+            name: source.2.clone(),
+        };
+        if halted {
+            map.insert(source, change.digest.as_str().to_owned());
+            ctx.metrics.halted_changes.get_or_create(&labels).set(1);
+        } else if map.remove(&source).is_some() {
+            ctx.metrics.halted_changes.get_or_create(&labels).set(0);
+        }
+    }
+
+    /// The waiting reloads, for the diagnostics endpoint.
+    pub fn snapshot(&self, now: i64) -> serde_json::Value {
+        let pending = self.lock();
+        let mut list: Vec<serde_json::Value> = pending
+            .iter()
+            .filter_map(|(key, entry)| {
+                let hold = entry.hold?;
+                Some(json!({
+                    "workload": key.to_string(),
+                    "reason": hold.as_str(),
+                    "pending_for_seconds": now.saturating_sub(entry.since),
+                    "due_in_seconds": entry.due.map(|d| d.saturating_sub(now)),
+                }))
+            })
+            .collect();
+        list.sort_by(|a, b| a["workload"].as_str().cmp(&b["workload"].as_str()));
+        list.truncate(100);
+        json!(list)
+    }
+}
+
+/// Whether anything may hold a reload of `view` (else the worker writes at once, as upstream).
+fn governed(limits: &Limits, view: &WorkloadView) -> bool {
+    *limits != Limits::default()
+        || [
+            governor::DEBOUNCE_ANNOTATION,
+            governor::WINDOW_ANNOTATION,
+            governor::MODE_ANNOTATION,
+        ]
+        .iter()
+        .any(|k| view.annotations.contains_key(*k))
+}
+
+fn reloaded_at(view: &WorkloadView) -> Option<i64> {
+    view.annotations
+        .get(RELOADED_AT_ANNOTATION)
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Rollouts of ours in progress, other than `key`'s, in all and in its namespace.
+fn in_progress(ctx: &Context, key: &WorkloadKey, now: i64) -> Load {
+    let timeout = ctx.settings.limits.rollout_timeout;
+    let busy = ctx.workloads.views_where(|v| {
+        v.key != *key
+            && ctx.filter.allows(&v.key.namespace)
+            && v.progress
+                .as_ref()
+                .is_some_and(|p| governor::in_progress(p, reloaded_at(v), now, timeout))
+    });
+    Load {
+        total: u32::try_from(busy.len()).unwrap_or(u32::MAX),
+        namespace: u32::try_from(
+            busy.iter()
+                .filter(|v| v.key.namespace == key.namespace)
+                .count(),
+        )
+        .unwrap_or(u32::MAX),
+    }
+}
+
+/// Reloads started in the last minute, and the oldest of them.
+fn recent(ctx: &Context, now: i64) -> (u32, Option<i64>) {
+    let stamps: Vec<i64> = ctx
+        .workloads
+        .views_where(|v| reloaded_at(v).is_some_and(|at| at > now - 60 && at <= now))
+        .iter()
+        .filter_map(|v| reloaded_at(v))
+        .collect();
+    (
+        u32::try_from(stamps.len()).unwrap_or(u32::MAX),
+        stamps.iter().min().copied(),
+    )
+}
+
+/// The health gate over every change of the reload (the strictest wins).
+fn canary(
+    ctx: &Context,
+    view: &WorkloadView,
+    reload: &Reload,
+    canaries: u32,
+    now: i64,
+) -> (CanaryState, Option<Change>) {
+    let timeout = ctx.settings.limits.rollout_timeout;
+    let ns = &view.key.namespace;
+    let mut strictest = (CanaryState::Ungated, None);
+    for change in reload.changes.iter().filter(|c| c.cause != Cause::Deleted) {
+        let (keys, _) = index::affected(
+            &ctx.workloads,
+            &ctx.sources,
+            &ctx.settings.policy,
+            ns,
+            change.kind,
+            &change.name,
+        );
+        let stored: Vec<_> = keys
+            .iter()
+            .filter(|k| ctx.filter.allows(&k.namespace))
+            .filter_map(|k| ctx.workloads.get(k))
+            .collect();
+        let trackers: Vec<Tracker<'_>> = stored
+            .iter()
+            .map(|s| {
+                let has_new_data = s.view.key != view.key
+                    && Ledger::parse(
+                        s.view
+                            .annotations
+                            .get(LEDGER_ANNOTATION)
+                            .map(String::as_str),
+                    )
+                    .get(change.kind, &change.name)
+                        == Some(change.digest.as_str());
+                Tracker {
+                    name: &s.view.key.name,
+                    has_new_data,
+                    progress: s.view.progress.clone().unwrap_or(governor::Progress {
+                        complete: true,
+                        failed: None,
+                    }),
+                    reloaded_at: reloaded_at(&s.view),
+                }
+            })
+            .collect();
+        let state = governor::canary_state(&view.key.name, &trackers, canaries, now, timeout);
+        let rank = |s: &CanaryState| match s {
+            CanaryState::Halted { .. } => 3,
+            CanaryState::Waiting { .. } => 2,
+            CanaryState::Canary => 1,
+            CanaryState::Ungated | CanaryState::Released => 0,
+        };
+        ctx.governor
+            .halt(ctx, ns, change, matches!(state, CanaryState::Halted { .. }));
+        if rank(&state) > rank(&strictest.0) {
+            strictest = (state, Some(change.clone()));
+        }
+    }
+    strictest
+}
+
+fn sources_text(reload: &Reload) -> String {
+    reload
+        .changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} '{}' (digest {})",
+                c.kind.upstream_type(),
+                c.name,
+                c.digest.as_str()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Decides one planned reload of `view`; publishes the notices that go with waiting (once per
+/// pending change).
+pub async fn admit(
+    ctx: &Context,
+    view: &WorkloadView,
+    reload: &Reload,
+    reference: &(dyn Fn() -> ObjectReference + Sync),
+    now: i64,
+) -> Verdict {
+    let limits = &ctx.settings.limits;
+    // Finishing a Job re-creation is not a new rollout: never hold it.
+    if !governed(limits, view) || view.recreating() || reload.changes.is_empty() {
+        return Verdict::Go;
+    }
+    let key = &view.key;
+    let (rules, problems) = governor::rules(&view.annotations, limits);
+    for InvalidRule {
+        key: annotation,
+        value,
+        reason,
+    } in problems
+    {
+        ctx.report
+            .problem_once(
+                &reference(),
+                key,
+                format!("{annotation}={value}"),
+                format!(
+                    "Ignoring annotation {annotation}={value:?} on {} {}/{}: {reason}. The global \
+                     setting applies instead.",
+                    key.kind.as_str(),
+                    key.namespace,
+                    key.name
+                ),
+            )
+            .await;
+    }
+    let (since, new_target) = ctx.governor.pending_since(key, &reload.ledger, now);
+    let last_change = reload
+        .changes
+        .iter()
+        .filter_map(|c| {
+            ctx.sources
+                .get(c.kind, &key.namespace, &c.name)
+                .and_then(|e| e.data_changed_at)
+        })
+        .max();
+    let caps = limits.max_concurrent > 0 || limits.max_concurrent_per_namespace > 0;
+    let busy = if caps {
+        let running = in_progress(ctx, key, now);
+        let ahead = ctx.governor.ahead(key, since);
+        Load {
+            total: running.total.saturating_add(ahead.total),
+            namespace: running.namespace.saturating_add(ahead.namespace),
+        }
+    } else {
+        Load::default()
+    };
+    let recent = if limits.max_per_minute > 0 {
+        recent(ctx, now)
+    } else {
+        (0, None)
+    };
+    let (canary, gated) = match limits.canaries {
+        Some(n) => canary(ctx, view, reload, n, now),
+        None => (CanaryState::Ungated, None),
+    };
+    let gate = governor::gate(&GateInput {
+        now,
+        limits,
+        rules: &rules,
+        pending_since: since,
+        last_change,
+        busy,
+        recent,
+        canary: canary.clone(),
+    });
+    let what = |hold: &str| format!("{hold}@{}", reload.ledger);
+    match gate {
+        Gate::Go => {
+            ctx.governor.set_hold(ctx, key, None, None);
+            Verdict::Go
+        }
+        Gate::DryRun => {
+            ctx.governor.set_hold(ctx, key, None, None);
+            if new_target {
+                ctx.metrics.would_reload.inc();
+                let note = format!(
+                    "Would reload {} {}/{} (dry-run): {} changed",
+                    key.kind.as_str(),
+                    key.namespace,
+                    key.name,
+                    sources_text(reload)
+                );
+                ctx.report
+                    .notice_once(
+                        &reference(),
+                        key,
+                        what("would"),
+                        false,
+                        "WouldReload",
+                        note.clone(),
+                    )
+                    .await;
+                ctx.report.alert(format!("Reloader (dry-run): {note}"));
+            }
+            Verdict::Hold
+        }
+        Gate::Wait { hold, until } => {
+            ctx.governor.set_hold(ctx, key, Some(hold), until);
+            match (&hold, &canary) {
+                (Hold::Window, _) => {
+                    let at = until.unwrap_or(now);
+                    let note = format!(
+                        "Reload of {} {}/{} for {} deferred until its maintenance window opens at {}",
+                        key.kind.as_str(),
+                        key.namespace,
+                        key.name,
+                        sources_text(reload),
+                        rfc3339(at)
+                    );
+                    ctx.report
+                        .notice_once(
+                            &reference(),
+                            key,
+                            what("deferred"),
+                            false,
+                            "ReloadDeferred",
+                            note,
+                        )
+                        .await;
+                }
+                (Hold::Halted, CanaryState::Halted { canary, reason }) => {
+                    let source = gated
+                        .as_ref()
+                        .map(|c| {
+                            format!(
+                                "{} '{}' (digest {})",
+                                c.kind.upstream_type(),
+                                c.name,
+                                c.digest.as_str()
+                            )
+                        })
+                        .unwrap_or_default();
+                    let note = format!(
+                        "Reload of {} {}/{} for {source} halted: canary {canary} failed ({reason}). \
+                         A new change of the source starts a new canary round.",
+                        key.kind.as_str(),
+                        key.namespace,
+                        key.name
+                    );
+                    if ctx
+                        .report
+                        .notice_once(
+                            &reference(),
+                            key,
+                            what("halted"),
+                            true,
+                            "ReloadHalted",
+                            note.clone(),
+                        )
+                        .await
+                    {
+                        ctx.report.alert(format!("Reloader: {note}"));
+                    }
+                }
+                _ => {}
+            }
+            match until {
+                Some(at) => Verdict::Wait(Duration::from_secs(
+                    u64::try_from(at.saturating_sub(now)).unwrap_or(0).max(1),
+                )),
+                None if hold == Hold::Halted => Verdict::Wait(POLL * 5),
+                None => Verdict::Wait(POLL),
+            }
+        }
+    }
+}
