@@ -9,7 +9,7 @@
 //! publish one again, it never writes twice). A pending reload is pending because the workload's
 //! ledger differs from its sources' digests, which the cluster holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -57,6 +57,9 @@ struct Pending {
 pub struct Governor {
     pending: Mutex<HashMap<WorkloadKey, Pending>>,
     halted: Mutex<HashMap<(String, &'static str, String), String>>,
+    /// Reloads admitted whose write has not returned yet: counted against the caps (the
+    /// workers admit in parallel), and held across the count and the admission.
+    writing: Mutex<HashSet<WorkloadKey>>,
 }
 
 impl Governor {
@@ -64,6 +67,14 @@ impl Governor {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The write of an admitted reload returned (landed or failed).
+    pub fn written(&self, key: &WorkloadKey) {
+        self.writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
     }
 
     /// The workload has no pending reload (any more): forget it.
@@ -191,11 +202,13 @@ fn reloaded_at(view: &WorkloadView) -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Rollouts of ours in progress, other than `key`'s, in all and in its namespace.
-fn in_progress(ctx: &Context, key: &WorkloadKey, now: i64) -> Load {
+/// Rollouts of ours in progress, other than `key`'s and those being written, in all and in
+/// its namespace.
+fn in_progress(ctx: &Context, key: &WorkloadKey, now: i64, writing: &HashSet<WorkloadKey>) -> Load {
     let timeout = ctx.settings.limits.rollout_timeout;
     let busy = ctx.workloads.views_where(|v| {
         v.key != *key
+            && !writing.contains(&v.key)
             && ctx.filter.allows(&v.key.namespace)
             && v.progress
                 .as_ref()
@@ -212,11 +225,13 @@ fn in_progress(ctx: &Context, key: &WorkloadKey, now: i64) -> Load {
     }
 }
 
-/// Reloads started in the last minute, and the oldest of them.
-fn recent(ctx: &Context, now: i64) -> (u32, Option<i64>) {
+/// Reloads started in the last minute (other than those being written), and the oldest.
+fn recent(ctx: &Context, now: i64, writing: &HashSet<WorkloadKey>) -> (u32, Option<i64>) {
     let stamps: Vec<i64> = ctx
         .workloads
-        .views_where(|v| reloaded_at(v).is_some_and(|at| at > now - 60 && at <= now))
+        .views_where(|v| {
+            !writing.contains(&v.key) && reloaded_at(v).is_some_and(|at| at > now - 60 && at <= now)
+        })
         .iter()
         .filter_map(|v| reloaded_at(v))
         .collect();
@@ -353,36 +368,56 @@ pub async fn admit(
                 .and_then(|e| e.data_changed_at)
         })
         .max();
-    let caps = limits.max_concurrent > 0 || limits.max_concurrent_per_namespace > 0;
-    let busy = if caps {
-        let running = in_progress(ctx, key, now);
-        let ahead = ctx.governor.ahead(key, since);
-        Load {
-            total: running.total.saturating_add(ahead.total),
-            namespace: running.namespace.saturating_add(ahead.namespace),
-        }
-    } else {
-        Load::default()
-    };
-    let recent = if limits.max_per_minute > 0 {
-        recent(ctx, now)
-    } else {
-        (0, None)
-    };
     let (canary, gated) = match limits.canaries {
         Some(n) => canary(ctx, view, reload, n, now),
         None => (CanaryState::Ungated, None),
     };
-    let gate = governor::gate(&GateInput {
-        now,
-        limits,
-        rules: &rules,
-        pending_since: since,
-        last_change,
-        busy,
-        recent,
-        canary: canary.clone(),
-    });
+    let caps = limits.max_concurrent > 0 || limits.max_concurrent_per_namespace > 0;
+    let gate = {
+        // Counted and admitted under one lock: parallel workers never overshoot a cap.
+        let mut writing = ctx
+            .governor
+            .writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let busy = if caps {
+            let running = in_progress(ctx, key, now, &writing);
+            let ahead = ctx.governor.ahead(key, since);
+            let in_flight = writing.iter().filter(|k| *k != key);
+            let (flying, flying_here) = in_flight.fold((0u32, 0u32), |(all, here), k| {
+                (all + 1, here + u32::from(k.namespace == key.namespace))
+            });
+            Load {
+                total: running.total + ahead.total + flying,
+                namespace: running.namespace + ahead.namespace + flying_here,
+            }
+        } else {
+            Load::default()
+        };
+        let recent = if limits.max_per_minute > 0 {
+            let (count, oldest) = recent(ctx, now, &writing);
+            (
+                count + u32::try_from(writing.len()).unwrap_or(u32::MAX),
+                oldest,
+            )
+        } else {
+            (0, None)
+        };
+        let gate = governor::gate(&GateInput {
+            now,
+            limits,
+            rules: &rules,
+            pending_since: since,
+            last_change,
+            busy,
+            recent,
+            canary: canary.clone(),
+        });
+        if gate == Gate::Go && (caps || limits.max_per_minute > 0) {
+            writing.insert(key.clone());
+        }
+        gate
+    };
     let what = |hold: &str| format!("{hold}@{}", reload.ledger);
     match gate {
         Gate::Go => {

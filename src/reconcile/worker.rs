@@ -258,7 +258,9 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
                 reload: &reload,
                 now,
             };
-            match kind.reload(ctx, work).await {
+            let result = kind.reload(ctx, work).await;
+            ctx.governor.written(key);
+            match result {
                 Ok(Written::Yes) => {
                     ctx.governor.forget(ctx, key);
                     ctx.metrics.reload_executed(true, &key.namespace);
