@@ -701,6 +701,61 @@ mod tests {
     }
 
     #[test]
+    fn governor_flags_are_validated_and_off_by_default() {
+        let defaults = cli(&[]).unwrap().into_settings_with(None).unwrap();
+        assert_eq!(
+            defaults.limits,
+            Limits {
+                rollout_timeout: 600,
+                ..Limits::default()
+            }
+        );
+        assert!(!defaults.limits.follows_rollouts());
+        let set = cli(&[
+            "--debounce=30s",
+            "--max-concurrent-rollouts=5",
+            "--max-reloads-per-minute=10",
+            "--health-gate",
+            "--canary=2",
+            "--reload-window=Mon-Fri 22:00-06:00 Europe/Berlin",
+            "--dry-run",
+        ])
+        .unwrap()
+        .into_settings_with(None)
+        .unwrap()
+        .limits;
+        assert_eq!(
+            (
+                set.debounce,
+                set.max_concurrent,
+                set.max_per_minute,
+                set.canaries,
+                set.dry_run
+            ),
+            (30, 5, 10, Some(2), true)
+        );
+        assert!(set.window.is_some() && set.follows_rollouts());
+        for (args, flag) in [
+            (&["--debounce=-5s"][..], "--debounce"),
+            (&["--debounce=soon"][..], "--debounce"),
+            (&["--rollout-timeout=0s"][..], "--rollout-timeout"),
+            (&["--reload-window=25:00-26:00"][..], "--reload-window"),
+            (
+                &["--reload-window=02:00-03:00 Mars/Olympus"][..],
+                "--reload-window",
+            ),
+            (&["--health-gate", "--canary=0"][..], "--canary"),
+        ] {
+            let error = cli(args).unwrap().into_settings_with(None).unwrap_err();
+            assert!(error.to_string().contains(flag), "{args:?}: {error}");
+        }
+        assert!(
+            cli(&["--max-concurrent-rollouts=-1"]).is_err(),
+            "clap rejects negatives"
+        );
+    }
+
+    #[test]
     fn defaults_match_upstream() {
         let settings = cli(&[]).unwrap().into_settings_with(None).unwrap();
         assert_eq!(settings.log_format, LogFormat::Text);

@@ -1534,3 +1534,60 @@ async fn set_rules(admin: &Client, kind: &str, name: &str, ns: Option<&str>, rul
         _ => panic!("{kind} {name} without a namespace"),
     }
 }
+
+/// Every governor flag has a chart value; the rendered args are what the binary accepts.
+#[tokio::test]
+async fn governor_values_render_flags_the_binary_accepts() {
+    use clap::Parser;
+    let cluster = cluster(Tier::A).await;
+    let sets: Vec<String> = [
+        "reloader.shutdownGracePeriod=20s",
+        "reloader.governor.debounce=30s",
+        "reloader.governor.maxConcurrentRollouts=5",
+        "reloader.governor.maxConcurrentRolloutsPerNamespace=2",
+        "reloader.governor.maxReloadsPerMinute=30",
+        "reloader.governor.healthGate=true",
+        "reloader.governor.canary=2",
+        "reloader.governor.rolloutTimeout=5m",
+        "reloader.governor.reloadWindow=Mon-Fri 22:00-06:00 Europe/Berlin",
+        "reloader.governor.dryRun=true",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let docs = render(&cluster, "rel", "relns", &[], &sets);
+    let rendered = args(&docs);
+    for expected in [
+        "--shutdown-grace-period=20s",
+        "--debounce=30s",
+        "--max-concurrent-rollouts=5",
+        "--max-concurrent-rollouts-per-namespace=2",
+        "--max-reloads-per-minute=30",
+        "--health-gate",
+        "--canary=2",
+        "--rollout-timeout=5m",
+        "--reload-window=Mon-Fri 22:00-06:00 Europe/Berlin",
+        "--dry-run",
+    ] {
+        assert!(
+            rendered.iter().any(|a| a == expected),
+            "{expected} not in {rendered:?}"
+        );
+    }
+    let settings = kube_reloader::Cli::try_parse_from(
+        std::iter::once("kube-reloader".to_owned()).chain(rendered),
+    )
+    .unwrap()
+    .into_settings_with(None)
+    .unwrap();
+    assert_eq!(settings.limits.max_concurrent, 5);
+    assert_eq!(settings.limits.canaries, Some(2));
+    assert!(settings.limits.window.is_some() && settings.limits.dry_run);
+    let defaults = args(&render(&cluster, "rel", "relns", &[], &[]));
+    assert!(
+        !defaults
+            .iter()
+            .any(|a| a.starts_with("--debounce") || a == "--dry-run"),
+        "off by default: {defaults:?}"
+    );
+}

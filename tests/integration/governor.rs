@@ -233,6 +233,12 @@ async fn a_reload_outside_its_window_waits_for_it_across_a_restart() {
         .is_none(),
         "deferred, not written"
     );
+    assert_eq!(
+        controller
+            .metric("kube_reloader_pending_reloads{reason=\"window\"}")
+            .await,
+        1.0
+    );
     controller.kill();
     let controller = Controller::start(&cluster, &identity, &ns, &args).await;
     let rolled = eventually("the reload inside the window", || async {
