@@ -46,6 +46,11 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Whether no flag asks anything of the governor (upstream's behaviour).
+    pub fn is_off(&self) -> bool {
+        self.debounce == 0 && self.window.is_none() && !self.dry_run && !self.follows_rollouts()
+    }
+
     /// Whether rollouts must be followed (their status read, `reloaded-at` written).
     pub fn follows_rollouts(&self) -> bool {
         self.max_concurrent > 0
@@ -450,6 +455,18 @@ mod tests {
         let rules = rules_with(0);
         assert_eq!(gate(&input(&limits, &rules)), Gate::Go);
         assert!(!limits.follows_rollouts());
+        let timeout_only = Limits {
+            rollout_timeout: 600,
+            ..Limits::default()
+        };
+        assert!(timeout_only.is_off(), "a timeout alone asks nothing");
+        assert!(
+            !Limits {
+                debounce: 1,
+                ..Limits::default()
+            }
+            .is_off()
+        );
     }
 
     #[test]

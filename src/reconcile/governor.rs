@@ -186,7 +186,7 @@ impl Governor {
 
 /// Whether anything may hold a reload of `view` (else the worker writes at once, as upstream).
 fn governed(limits: &Limits, view: &WorkloadView) -> bool {
-    *limits != Limits::default()
+    !limits.is_off()
         || [
             governor::DEBOUNCE_ANNOTATION,
             governor::WINDOW_ANNOTATION,
