@@ -7,7 +7,7 @@ SHELL := bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: bench test demo prerequisites check unit testbins integration no-leftovers cluster build chart-test manifests image
+.PHONY: bench test demo prerequisites check unit testbins integration no-leftovers cluster build chart-test manifests image install-plugin
 
 ## test: every check and test: fmt, clippy, unit tests, control-plane binaries, chart checks,
 ## integration tests, the container image and its test.
@@ -54,6 +54,14 @@ bench: prerequisites testbins
 ## build: the release binary at target/release/kube-reloader.
 build:
 	$(CARGO) build --locked --release --bin kube-reloader
+
+## install-plugin: build the binary and link it as kubectl-reloader into PLUGIN_DIR (default
+## ~/.local/bin, which must be on PATH), so `kubectl reloader explain deploy/x` works.
+PLUGIN_DIR ?= $(HOME)/.local/bin
+install-plugin: build
+	mkdir -p "$(PLUGIN_DIR)"
+	ln -sf "$(CURDIR)/target/release/kube-reloader" "$(PLUGIN_DIR)/kubectl-reloader"
+	@echo "installed $(PLUGIN_DIR)/kubectl-reloader; try: kubectl reloader explain deploy/<name> -n <namespace>"
 
 ## chart-test: helm lint/template of the chart for every value set, schema rejections, manifest drift.
 chart-test: testbins

@@ -19,6 +19,24 @@ async fn main() -> ExitCode {
             }
         };
     }
+    if let Some(Command::Explain {
+        target,
+        namespace,
+        output,
+    }) = cli.command.clone()
+    {
+        let settings = match cli.into_settings() {
+            Ok(settings) => settings,
+            Err(e) => {
+                eprintln!("kube-reloader: error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let json = output == "json";
+        return ExitCode::from(
+            commands::explain::run(&target, namespace.as_deref(), json, &settings).await,
+        );
+    }
     let settings = match cli.into_settings() {
         Ok(settings) => settings,
         Err(e) => {

@@ -1,3 +1,5 @@
-//! Subcommands that help users without touching a cluster.
+//! Subcommands that help users: `digest` (offline) and `explain` (reads the cluster, never
+//! writes).
 
 pub mod digest;
+pub mod explain;

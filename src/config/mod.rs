@@ -289,6 +289,22 @@ pub enum Command {
         /// Manifest file (multi-document YAML, JSON, or a kubectl List), or "-" for stdin.
         file: String,
     },
+    /// Explain why a workload did or did not reload, with the controller's own rules: every
+    /// ConfigMap and Secret it references or names, tracked or not and why, digests now and
+    /// applied, and the verdict. Reads with your kubeconfig (get and list only); pass the
+    /// controller's flags before `explain` to see their effect. Exit code 0: up to date; 1: a
+    /// reload is pending or a referenced source is not tracked; 2: an error.
+    Explain {
+        /// KIND/NAME as kubectl spells it: deploy/web, sts/db, ds/agent, cronjob/nightly,
+        /// job/migrate, rollout/x, dc/x.
+        target: String,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
 }
 
 /// Which namespaces are watched.

@@ -300,6 +300,11 @@ impl Policy {
         }
     }
 
+    /// The (named list, typed auto, exclude) annotation keys for sources of `kind`.
+    pub fn keys_for(&self, kind: SourceKind) -> (&str, &str, &'static str) {
+        kind_keys(&self.keys, kind)
+    }
+
     /// Decides whether `workload` tracks `source`, in upstream's order: ignored workload type,
     /// ignored source, exclude list, named list, search/match, auto. `lists` are the
     /// workload's [`Policy::named_lists`].

@@ -13,6 +13,7 @@ mod cronjobs;
 mod csi;
 mod decisions;
 mod durability;
+mod explain;
 mod fixtures;
 mod governor;
 mod ha;

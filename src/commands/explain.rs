@@ -1,0 +1,714 @@
+//! `kube-reloader explain KIND/NAME [-n NAMESPACE] [-o text|json]`: why a workload did or did
+//! not reload, answered by the controller's own policy, reference rules and planner. Reads the
+//! workload and its namespace's ConfigMaps and Secrets with the user's kubeconfig (GET and LIST
+//! only); prints names, rules and digests, never a Secret value.
+//!
+//! The core ([`explain`]) is pure: a projected workload and the namespace's sources in, an
+//! [`Explanation`] out. [`run`] is the thin shell that reads the cluster and prints.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::model::digest::{self, SourceKind, env_var_name};
+use crate::model::governor;
+use crate::model::interest::Interest;
+use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
+use crate::model::plan::PlanOptions;
+use crate::model::planner::{self, Intent, PlanInput, PodTemplate};
+use crate::model::policy::{
+    LAST_RELOADED_FROM, ListItem, Match, NoMatch, Policy, SourceRef, WorkloadAnnotations,
+};
+use crate::model::refs;
+use crate::model::source::{NamespaceSources, SourceEntry};
+use crate::model::workload::{WorkloadKind, WorkloadView};
+use crate::watch::custom::{DeploymentConfig, Rollout};
+use crate::watch::workloads::{WorkloadResource, project};
+
+/// What was found about one ConfigMap or Secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceReport {
+    /// ConfigMap or Secret.
+    pub kind: &'static str,
+    /// Its name.
+    pub name: String,
+    /// Whether the pod spec references it.
+    pub referenced: bool,
+    /// Whether it exists in the namespace.
+    pub exists: bool,
+    /// Whether the workload tracks it.
+    pub tracked: bool,
+    /// Why (one line naming the rule, and the fix when it is not tracked).
+    pub why: String,
+    /// The container that gets the marker, and the env var (env-vars strategy).
+    pub container: Option<String>,
+    /// The env var written under the env-vars strategy.
+    pub env_var: Option<String>,
+    /// Its digest now.
+    pub digest: Option<String>,
+    /// The digest the workload carries as applied, and where it was read.
+    pub applied: Option<(String, &'static str)>,
+    /// up to date, will reload, first sight, or not tracked.
+    pub verdict: String,
+}
+
+/// The whole answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// `Kind namespace/name`.
+    pub workload: String,
+    /// env-vars or annotations.
+    pub strategy: &'static str,
+    /// Every referenced or listed source.
+    pub sources: Vec<SourceReport>,
+    /// Problems with the annotations (typos, invalid patterns, governor values).
+    pub problems: Vec<String>,
+    /// The plan: up to date, will reload (what), first sight, waiting (for what).
+    pub verdict: String,
+    /// Whether a reload is pending or a referenced source is not tracked (exit code 1).
+    pub attention: bool,
+}
+
+fn kind_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::ConfigMap => "ConfigMap",
+        SourceKind::Secret => "Secret",
+        SourceKind::SecretProviderClass => "SecretProviderClass",
+    }
+}
+
+/// The first item of `key`'s list that matches `name`, as written.
+fn matching_item(annotations: &BTreeMap<String, String>, key: &str, name: &str) -> String {
+    annotations
+        .get(key)
+        .and_then(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .find(|item| crate::model::policy::NamedList::parse(key, item).matches(name))
+        })
+        .unwrap_or(name)
+        .to_owned()
+}
+
+/// One source as the policy judged it for the workload.
+struct Judged<'a> {
+    kind: SourceKind,
+    name: &'a str,
+    entry: Option<&'a SourceEntry>,
+    result: Result<Match, NoMatch>,
+    referenced: bool,
+}
+
+/// Why `view` does or does not track the source, in one line.
+fn reason(
+    policy: &Policy,
+    view: &WorkloadView,
+    pod: PodTemplate<'_>,
+    judged: &Judged<'_>,
+) -> (bool, String) {
+    let Judged {
+        kind,
+        name,
+        entry,
+        result,
+        referenced,
+    } = *judged;
+    let (named_key, typed_auto_key, exclude_key) = policy.keys_for(kind);
+    let keys = &policy.keys;
+    let workload = view.key.kind.as_str();
+    let source = kind_name(kind);
+    let opt_in = if view.annotations.keys().any(|k| {
+        [
+            named_key,
+            typed_auto_key,
+            keys.auto.as_str(),
+            keys.search.as_str(),
+        ]
+        .contains(&k.as_str())
+    }) {
+        &view.annotations
+    } else {
+        pod.annotations
+    };
+    match result {
+        Ok(Match::Named) => (
+            true,
+            format!(
+                "named item {:?} matches ({named_key})",
+                matching_item(opt_in, named_key, name)
+            ),
+        ),
+        Ok(Match::Search) if referenced => (
+            true,
+            format!("search: the {source} has {}: \"true\"", keys.search_match),
+        ),
+        Ok(Match::Auto) if referenced => {
+            let via = if governor_bool(opt_in.get(&keys.auto)) {
+                keys.auto.clone()
+            } else if governor_bool(opt_in.get(typed_auto_key)) {
+                typed_auto_key.to_owned()
+            } else {
+                "--auto-reload-all".to_owned()
+            };
+            (true, format!("auto ({via}) and the pod spec references it"))
+        }
+        Ok(_) => (
+            false,
+            format!(
+                "not tracked: auto and search need the pod spec to reference the {source}; name it \
+                 in {named_key}: \"{name}\" instead"
+            ),
+        ),
+        Err(NoMatch::IgnoredWorkloadType) => (
+            false,
+            format!("not tracked: --ignored-workload-types ignores {workload}s"),
+        ),
+        Err(NoMatch::SourceIgnored) => (
+            false,
+            format!("not tracked: the {source} has {}: \"true\"", keys.ignore),
+        ),
+        Err(NoMatch::Excluded) => (false, format!("not tracked: excluded by {exclude_key}")),
+        Err(NoMatch::NotOptedIn) => {
+            let searching = opt_in.get(&keys.search).map(String::as_str) == Some("true");
+            let has_match = entry
+                .and_then(|e| e.annotations.get(&keys.search_match))
+                .map(String::as_str)
+                == Some("true");
+            if searching && !has_match {
+                return (
+                    false,
+                    format!("search: the {source} lacks {}: \"true\"", keys.search_match),
+                );
+            }
+            let other_typed = match kind {
+                SourceKind::ConfigMap => Some(keys.secret_auto.as_str()),
+                SourceKind::Secret => Some(keys.configmap_auto.as_str()),
+                SourceKind::SecretProviderClass => None,
+            };
+            if let Some(other) = other_typed
+                && (governor_bool(view.annotations.get(other))
+                    || governor_bool(pod.annotations.get(other)))
+            {
+                return (
+                    false,
+                    format!(
+                        "not tracked: {other} applies to {} only; add {typed_auto_key}: \"true\" or \
+                         {named_key}: \"{name}\"",
+                        if kind == SourceKind::ConfigMap {
+                            "Secrets"
+                        } else {
+                            "ConfigMaps"
+                        }
+                    ),
+                );
+            }
+            (
+                false,
+                format!(
+                    "not tracked: the {workload} has no opt-in annotation for it; add {}: \"true\" \
+                     or {named_key}: \"{name}\"",
+                    keys.auto
+                ),
+            )
+        }
+    }
+}
+
+fn governor_bool(value: Option<&String>) -> bool {
+    value.is_some_and(|v| crate::model::policy::parse_go_bool(v))
+}
+
+/// Explains one workload. `target` is the pod template it runs (a Rollout's `workloadRef`
+/// Deployment's, or its own).
+pub fn explain(
+    view: &WorkloadView,
+    target: Option<&WorkloadView>,
+    sources: &NamespaceSources,
+    settings: &Settings,
+    now: i64,
+) -> Explanation {
+    let policy = &settings.policy;
+    let pod = match target {
+        Some(target) => PodTemplate::referenced(target),
+        None => PodTemplate::of(view),
+    };
+    let workload = WorkloadAnnotations {
+        kind: view.key.kind,
+        metadata: &view.annotations,
+        template: pod.annotations,
+    };
+    let lists = policy.named_lists(workload);
+    let referenced: BTreeSet<(SourceKind, String)> =
+        refs::referenced(pod.spec).into_iter().collect();
+    let mut candidates = referenced.clone();
+    let mut problems: Vec<String> = lists
+        .invalid()
+        .map(|p| {
+            format!(
+                "item {:?} of {} is not a valid regular expression ({}); it is skipped",
+                p.item, p.key, p.error
+            )
+        })
+        .collect();
+    for kind in [SourceKind::ConfigMap, SourceKind::Secret] {
+        let list = lists.get(kind);
+        let (named_key, _, _) = policy.keys_for(kind);
+        for item in &list.items {
+            let matched: Vec<&String> = sources
+                .keys()
+                .filter(|(k, n)| {
+                    *k == kind
+                        && match item {
+                            ListItem::Exact(exact) => exact == n,
+                            ListItem::Pattern(pattern) => pattern.is_match(n),
+                        }
+                })
+                .map(|(_, n)| n)
+                .collect();
+            let written = match item {
+                ListItem::Exact(exact) => exact.clone(),
+                ListItem::Pattern(pattern) => {
+                    let text = pattern.as_str();
+                    text.strip_prefix('^')
+                        .and_then(|t| t.strip_suffix('$'))
+                        .unwrap_or(text)
+                        .to_owned()
+                }
+            };
+            if matched.is_empty() {
+                problems.push(format!(
+                    "item {written:?} of {named_key} matches no {} in namespace {} (a typo?)",
+                    kind_name(kind),
+                    view.key.namespace
+                ));
+            }
+            candidates.extend(matched.into_iter().map(|n| (kind, n.clone())));
+        }
+    }
+    let ledger = Ledger::parse(view.annotations.get(LEDGER_ANNOTATION).map(String::as_str));
+    let mut reports = Vec::new();
+    let mut attention = false;
+    for (kind, name) in &candidates {
+        if *kind == SourceKind::SecretProviderClass {
+            continue;
+        }
+        let entry = sources.get(&(*kind, name.clone()));
+        let is_referenced = referenced.contains(&(*kind, name.clone()));
+        let exists = entry.is_some_and(|e| e.digest.is_some());
+        let empty = BTreeMap::new();
+        let source = SourceRef {
+            kind: *kind,
+            name,
+            annotations: entry.map(|e| &e.annotations).unwrap_or(&empty),
+        };
+        let result = policy.evaluate(source, workload, &lists);
+        let judged = Judged {
+            kind: *kind,
+            name,
+            entry,
+            result,
+            referenced: is_referenced,
+        };
+        let (mut tracked, mut why) = reason(policy, view, pod, &judged);
+        let container = result
+            .ok()
+            .and_then(|m| refs::container_for(pod.spec, *kind, name, m.needs_reference()));
+        if tracked && container.is_none() {
+            tracked = false;
+            why = "not tracked: the pod has no container".to_owned();
+        }
+        if !exists {
+            why = format!(
+                "{why}; but no {} {name} exists in namespace {}{}",
+                kind_name(*kind),
+                view.key.namespace,
+                if is_referenced {
+                    " (pods referencing it cannot start unless it is optional)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let digest = entry
+            .and_then(|e| e.digest.as_ref())
+            .map(|d| d.as_str().to_owned());
+        let env_var = env_var_name(name, *kind);
+        let env_value = pod
+            .spec
+            .containers
+            .iter()
+            .flat_map(|c| c.env.iter().flatten())
+            .find(|e| e.name == env_var)
+            .and_then(|e| e.value.clone());
+        let last = pod
+            .annotations
+            .get(LAST_RELOADED_FROM)
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .filter(|v| v["name"] == name.as_str() && v["type"] == kind.upstream_type())
+            .and_then(|v| v["hash"].as_str().map(str::to_owned));
+        let applied = ledger
+            .get(*kind, name)
+            .map(|d| (d.to_owned(), "ledger kube-reloader.io/digests"))
+            .or(env_value.map(|v| (v, "env var")))
+            .or(last.map(|v| (v, "last-reloaded-from")));
+        let verdict = if !tracked {
+            if is_referenced {
+                attention = true;
+            }
+            "not tracked".to_owned()
+        } else {
+            match (&digest, &applied) {
+                (Some(now), Some((was, _))) if now == was => "up to date".to_owned(),
+                (Some(_), Some(_)) => "will reload".to_owned(),
+                (Some(_), None) => "first sight: recorded without a rollout".to_owned(),
+                (None, _) => "source missing".to_owned(),
+            }
+        };
+        reports.push(SourceReport {
+            kind: kind_name(*kind),
+            name: name.clone(),
+            referenced: is_referenced,
+            exists,
+            tracked,
+            why,
+            container: container
+                .and_then(|i| pod.spec.containers.get(i))
+                .map(|c| c.name.clone()),
+            env_var: (tracked && settings.strategy == crate::model::Strategy::EnvVars)
+                .then_some(env_var),
+            digest,
+            applied,
+            verdict,
+        });
+    }
+    let interest = Interest::of(view, policy);
+    let plan = planner::plan(&PlanInput {
+        view,
+        version: None,
+        interest: &interest,
+        pod: Ok(pod),
+        sources,
+        policy,
+        recorded: None,
+        options: PlanOptions {
+            strategy: settings.strategy,
+            reload_on_create: settings.reload_on_create,
+            reload_on_delete: settings.reload_on_delete,
+            reload_unrecorded: false,
+        },
+        now,
+    });
+    let (rules, rule_problems) = governor::rules(&view.annotations, &settings.limits);
+    problems.extend(rule_problems.into_iter().map(|p| {
+        format!(
+            "annotation {}={:?} is ignored: {}",
+            p.key, p.value, p.reason
+        )
+    }));
+    let verdict = match &plan.intent {
+        Intent::Reload(reload) => {
+            attention = true;
+            let what: Vec<String> = reload
+                .changes
+                .iter()
+                .map(|c| format!("{} {}", kind_name(c.kind), c.name))
+                .collect();
+            let mut text = format!("will reload ({} changed)", what.join(", "));
+            if rules.notify {
+                text = format!(
+                    "would reload, but only reports it (dry-run / notify mode): {}",
+                    what.join(", ")
+                );
+            } else if let Some(window) = &rules.window
+                && !window.is_open(now)
+            {
+                text.push_str(&format!(
+                    "; waiting: window: outside its maintenance window until {}",
+                    crate::model::pause::rfc3339(window.next_open(now))
+                ));
+            } else if rules.debounce > 0 {
+                text.push_str(&format!(
+                    "; after the debounce period ({}s) once the sources are quiet",
+                    rules.debounce
+                ));
+            }
+            text
+        }
+        Intent::Baseline { .. } => {
+            "up to date (first sight: the controller records the digests without a rollout)"
+                .to_owned()
+        }
+        Intent::UpToDate | Intent::RequeueAt(_) => "up to date".to_owned(),
+        Intent::Resume => {
+            "up to date (its pause period is over: the controller resumes it)".to_owned()
+        }
+        Intent::ForgetPause => "up to date".to_owned(),
+    };
+    Explanation {
+        workload: view.key.to_string(),
+        strategy: match settings.strategy {
+            crate::model::Strategy::EnvVars => "env-vars",
+            crate::model::Strategy::Annotations => "annotations",
+        },
+        sources: reports,
+        problems,
+        verdict,
+        attention,
+    }
+}
+
+/// The explanation as text.
+pub fn render_text(explanation: &Explanation) -> String {
+    let mut out = format!(
+        "{} (reload strategy {})\n",
+        explanation.workload, explanation.strategy
+    );
+    if explanation.sources.is_empty() {
+        out.push_str("  references no ConfigMap or Secret and names none\n");
+    }
+    for source in &explanation.sources {
+        out.push_str(&format!(
+            "  {} {}: {}\n",
+            source.kind, source.name, source.why
+        ));
+        if let Some(container) = &source.container
+            && source.tracked
+        {
+            match &source.env_var {
+                Some(var) => out.push_str(&format!("    container {container} gets {var}\n")),
+                None => out.push_str(&format!(
+                    "    container {container} is named in the pod annotation\n"
+                )),
+            }
+        }
+        if source.tracked {
+            let now = source.digest.as_deref().unwrap_or("(missing)");
+            let applied = source
+                .applied
+                .as_ref()
+                .map(|(d, from)| format!("{d} ({from})"))
+                .unwrap_or_else(|| "none".to_owned());
+            out.push_str(&format!(
+                "    digest now {now}, applied {applied}: {}\n",
+                source.verdict
+            ));
+        }
+    }
+    for problem in &explanation.problems {
+        out.push_str(&format!("  problem: {problem}\n"));
+    }
+    out.push_str(&format!("verdict: {}\n", explanation.verdict));
+    out
+}
+
+/// Kinds as kubectl spells them.
+fn parse_kind(text: &str) -> Option<WorkloadKind> {
+    Some(match text.to_ascii_lowercase().as_str() {
+        "deploy" | "deployment" | "deployments" => WorkloadKind::Deployment,
+        "sts" | "statefulset" | "statefulsets" => WorkloadKind::StatefulSet,
+        "ds" | "daemonset" | "daemonsets" => WorkloadKind::DaemonSet,
+        "cj" | "cronjob" | "cronjobs" => WorkloadKind::CronJob,
+        "job" | "jobs" => WorkloadKind::Job,
+        "rollout" | "rollouts" | "ro" => WorkloadKind::Rollout,
+        "dc" | "deploymentconfig" | "deploymentconfigs" => WorkloadKind::DeploymentConfig,
+        _ => return None,
+    })
+}
+
+/// A failed explain: what to tell the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// The target is not `KIND/NAME`.
+    #[error(
+        "{0:?} is not KIND/NAME (e.g. deploy/web, sts/db, ds/agent, cronjob/nightly, job/migrate, rollout/x, dc/x)"
+    )]
+    Target(String),
+    /// No kube config.
+    #[error("cannot connect to the cluster: {0}")]
+    Connect(String),
+    /// The API refused or failed.
+    #[error("cannot {verb} {resource} in namespace {namespace}: {message}{fix}")]
+    Api {
+        /// get or list.
+        verb: &'static str,
+        /// What.
+        resource: String,
+        /// Where.
+        namespace: String,
+        /// The API's answer.
+        message: String,
+        /// What to do.
+        fix: String,
+    },
+}
+
+fn api_error(e: kube::Error, verb: &'static str, resource: &str, namespace: &str) -> ExplainError {
+    let (message, fix) = match &e {
+        kube::Error::Api(status) if status.code == 403 => (
+            "forbidden".to_owned(),
+            format!(
+                ". Fix: grant {verb} on {resource} in namespace {namespace} (explain only reads: get and list)"
+            ),
+        ),
+        kube::Error::Api(status) if status.code == 404 => (
+            "not found".to_owned(),
+            ". Check the name and the namespace (-n)".to_owned(),
+        ),
+        other => (other.to_string(), String::new()),
+    };
+    ExplainError::Api {
+        verb,
+        resource: resource.to_owned(),
+        namespace: namespace.to_owned(),
+        message,
+        fix,
+    }
+}
+
+async fn get_view<K: WorkloadResource + k8s_openapi::Resource>(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<WorkloadView, ExplainError> {
+    let object = Api::<K>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .map_err(|e| api_error(e, "get", K::URL_PATH_SEGMENT, namespace))?;
+    project(&object).ok_or_else(|| ExplainError::Target(name.to_owned()))
+}
+
+/// The namespace's ConfigMaps and Secrets, digested (values dropped at once).
+async fn read_sources(
+    client: &kube::Client,
+    namespace: &str,
+    policy: &Policy,
+) -> Result<NamespaceSources, ExplainError> {
+    let keep = [policy.keys.ignore.clone(), policy.keys.search_match.clone()];
+    let annotations = |a: &BTreeMap<String, String>| {
+        a.iter()
+            .filter(|(k, _)| keep.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let mut sources = NamespaceSources::new();
+    let configmaps = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error(e, "list", "configmaps", namespace))?;
+    for cm in &configmaps.items {
+        let Some(name) = cm.metadata.name.clone() else {
+            continue;
+        };
+        sources.insert(
+            (SourceKind::ConfigMap, name),
+            SourceEntry {
+                digest: Some(digest::configmap(cm)),
+                annotations: annotations(
+                    cm.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
+                ),
+                created_while_running: false,
+                data_changed_at: None,
+            },
+        );
+    }
+    let secrets = Api::<Secret>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error(e, "list", "secrets", namespace))?;
+    for secret in &secrets.items {
+        let Some(name) = secret.metadata.name.clone() else {
+            continue;
+        };
+        sources.insert(
+            (SourceKind::Secret, name),
+            SourceEntry {
+                digest: Some(digest::secret(secret)),
+                annotations: annotations(
+                    secret
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .unwrap_or(&BTreeMap::new()),
+                ),
+                created_while_running: false,
+                data_changed_at: None,
+            },
+        );
+    }
+    Ok(sources)
+}
+
+/// Runs the command; returns the exit code (0 up to date, 1 attention needed, 2 error).
+pub async fn run(target: &str, namespace: Option<&str>, json: bool, settings: &Settings) -> u8 {
+    match explain_target(target, namespace, settings).await {
+        Ok(explanation) => {
+            if json {
+                match serde_json::to_string_pretty(&explanation) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("kube-reloader explain: error: {e}");
+                        return 2;
+                    }
+                }
+            } else {
+                print!("{}", render_text(&explanation));
+            }
+            u8::from(explanation.attention)
+        }
+        Err(e) => {
+            eprintln!("kube-reloader explain: error: {e}");
+            2
+        }
+    }
+}
+
+async fn explain_target(
+    target: &str,
+    namespace: Option<&str>,
+    settings: &Settings,
+) -> Result<Explanation, ExplainError> {
+    let (kind, name) = target
+        .split_once('/')
+        .and_then(|(k, n)| Some((parse_kind(k)?, n)))
+        .filter(|(_, n)| !n.is_empty())
+        .ok_or_else(|| ExplainError::Target(target.to_owned()))?;
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| ExplainError::Connect(e.to_string()))?;
+    let namespace = namespace
+        .map(str::to_owned)
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client =
+        kube::Client::try_from(config).map_err(|e| ExplainError::Connect(e.to_string()))?;
+    let view = match kind {
+        WorkloadKind::Deployment => get_view::<Deployment>(&client, &namespace, name).await?,
+        WorkloadKind::StatefulSet => get_view::<StatefulSet>(&client, &namespace, name).await?,
+        WorkloadKind::DaemonSet => get_view::<DaemonSet>(&client, &namespace, name).await?,
+        WorkloadKind::CronJob => get_view::<CronJob>(&client, &namespace, name).await?,
+        WorkloadKind::Job => get_view::<Job>(&client, &namespace, name).await?,
+        WorkloadKind::Rollout => get_view::<Rollout>(&client, &namespace, name).await?,
+        WorkloadKind::DeploymentConfig => {
+            get_view::<DeploymentConfig>(&client, &namespace, name).await?
+        }
+    };
+    let target_view = match &view.workload_ref {
+        Some(Ok(deployment)) => {
+            Some(get_view::<Deployment>(&client, &namespace, deployment).await?)
+        }
+        _ => None,
+    };
+    let sources = read_sources(&client, &namespace, &settings.policy).await?;
+    Ok(explain(
+        &view,
+        target_view.as_ref(),
+        &sources,
+        settings,
+        crate::reconcile::unix_now(),
+    ))
+}
