@@ -3,47 +3,72 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kube_reloader::config::Command;
+use kube_reloader::config::{Command, Settings};
 use kube_reloader::{Cli, commands, ops};
+
+/// The validated settings, or the exit code of a malformed command line (2, as clap's).
+fn settings(cli: Cli) -> Result<Settings, ExitCode> {
+    cli.into_settings().map_err(|e| {
+        eprintln!("kube-reloader: error: {e}");
+        ExitCode::from(2)
+    })
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Digest { file }) = &cli.command {
-        return match commands::digest::run(file) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("kube-reloader: error: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    if let Some(Command::Explain {
-        target,
-        namespace,
-        output,
-    }) = cli.command.clone()
-    {
-        let settings = match cli.into_settings() {
-            Ok(settings) => settings,
-            Err(e) => {
-                eprintln!("kube-reloader: error: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        let json = output == "json";
-        return ExitCode::from(
-            commands::explain::run(&target, namespace.as_deref(), json, &settings).await,
-        );
-    }
-    let settings = match cli.into_settings() {
-        Ok(settings) => settings,
-        Err(e) => {
-            // Same exit code clap uses for a malformed command line.
-            eprintln!("kube-reloader: error: {e}");
-            return ExitCode::from(2);
+    match cli.command.clone() {
+        Some(Command::Digest { file }) => {
+            return match commands::digest::run(&file) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("kube-reloader: error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
+        Some(Command::Explain {
+            target,
+            namespace,
+            output,
+        }) => {
+            return match settings(cli) {
+                Ok(settings) => ExitCode::from(
+                    commands::explain::run(
+                        &target,
+                        namespace.as_deref(),
+                        output == "json",
+                        &settings,
+                    )
+                    .await,
+                ),
+                Err(code) => code,
+            };
+        }
+        Some(Command::Status {
+            namespace,
+            all_namespaces,
+            output,
+        }) => {
+            return match settings(cli) {
+                Ok(settings) => ExitCode::from(
+                    commands::status::run(
+                        namespace.as_deref(),
+                        all_namespaces,
+                        output == "json",
+                        &settings,
+                    )
+                    .await,
+                ),
+                Err(code) => code,
+            };
+        }
+        None => {}
+    }
+    let settings = match settings(cli) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     if let Err(e) = ops::logging::init(
         settings.log_format,

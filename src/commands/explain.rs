@@ -548,7 +548,13 @@ pub enum ExplainError {
     },
 }
 
-fn api_error(e: kube::Error, verb: &'static str, resource: &str, namespace: &str) -> ExplainError {
+/// An API error as a message naming the permission to grant.
+pub fn api_error(
+    e: kube::Error,
+    verb: &'static str,
+    resource: &str,
+    namespace: &str,
+) -> ExplainError {
     let (message, fix) = match &e {
         kube::Error::Api(status) if status.code == 403 => (
             "forbidden".to_owned(),
@@ -584,7 +590,7 @@ async fn get_view<K: WorkloadResource + k8s_openapi::Resource>(
 }
 
 /// The namespace's ConfigMaps and Secrets, digested (values dropped at once).
-async fn read_sources(
+pub async fn read_sources(
     client: &kube::Client,
     namespace: &str,
     policy: &Policy,

@@ -3,3 +3,4 @@
 
 pub mod digest;
 pub mod explain;
+pub mod status;

@@ -305,6 +305,21 @@ pub enum Command {
         #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
         output: String,
     },
+    /// One line per opted-in workload that is not up to date or has a problem (a pending
+    /// reload, failed writes from recent ReloadFail Events, invalid annotations, typos), oldest
+    /// first. Reads with your kubeconfig. Exit code 0: nothing to report; 1: something listed;
+    /// 2: an error.
+    Status {
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// Every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Output format.
+        #[arg(short = 'o', long, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
 }
 
 /// Which namespaces are watched.

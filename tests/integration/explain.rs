@@ -315,3 +315,91 @@ async fn explain_needs_only_get_and_list_and_names_a_missing_permission() {
     );
     assert_eq!(code, 0);
 }
+
+#[tokio::test]
+async fn status_lists_what_needs_a_look_oldest_first() {
+    let (cluster, ns, client) = setup("status").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "2"}))).await;
+    let named = json!({"configmap.reloader.stakater.com/reload": "cfg"});
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment("fine", named.clone(), uses(&[], &[])),
+    )
+    .await;
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment("quiet", json!({}), uses(&["cfg"], &[])),
+    )
+    .await;
+    create::<Deployment>(
+        &client,
+        &ns,
+        deployment(
+            "typo",
+            json!({"configmap.reloader.stakater.com/reload": "cfg,cgf"}),
+            uses(&[], &[]),
+        ),
+    )
+    .await;
+    let mut behind = deployment("behind", named.clone(), uses(&[], &[]));
+    behind["metadata"]["annotations"]["kube-reloader.io/digests"] =
+        json!(format!("{{\"configmap/cfg\":\"{}\"}}", sha1("v=1")));
+    create::<Deployment>(&client, &ns, behind).await;
+    let failing =
+        create::<Deployment>(&client, &ns, deployment("failing", named, uses(&[], &[]))).await;
+    create::<k8s_openapi::api::core::v1::Event>(
+        &client,
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "failing.reload"},
+            "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "failing",
+                               "namespace": ns, "uid": failing.metadata.uid},
+            "reason": "ReloadFail", "type": "Warning", "message": "Update for 'failing' failed with error forbidden",
+            "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z", "count": 1,
+            "source": {"component": "reloader-configmaps"}}),
+    )
+    .await;
+    let (code, text, stderr) = explain(
+        Path::new(BINARY),
+        &cluster.kubeconfig,
+        &["status", "-n", &ns, "-o", "json"],
+    );
+    assert_eq!(code, 1, "{text} {stderr}");
+    let lines: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let summary: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["workload"].as_str().unwrap().to_owned(),
+                l["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary[0],
+        ("Deployment/failing".to_owned(), "failing".to_owned()),
+        "oldest first: {text}"
+    );
+    let rest: std::collections::BTreeSet<(String, String)> = summary[1..].iter().cloned().collect();
+    assert_eq!(
+        rest,
+        [
+            ("Deployment/behind".to_owned(), "pending".to_owned()),
+            ("Deployment/typo".to_owned(), "problem".to_owned())
+        ]
+        .into_iter()
+        .collect(),
+        "up-to-date and unannotated workloads are not listed: {text}"
+    );
+    let (code, text, _) = explain(
+        Path::new(BINARY),
+        &cluster.kubeconfig,
+        &["status", "-n", &ns],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        text.starts_with("NAMESPACE\tWORKLOAD\tSTATE\tAGE\tDETAIL"),
+        "{text}"
+    );
+}
