@@ -88,14 +88,18 @@ pub fn parse_period(text: &str) -> Result<i64, String> {
     if text.starts_with('-') {
         return Err(format!("{text:?} is negative"));
     }
-    parse_go_duration(text)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .map_err(|e| {
-            format!(
-                "{text:?} is not a duration like \"30s\" or \"5m\": {}",
-                e.reason
-            )
-        })
+    let duration = parse_go_duration(text).map_err(|e| {
+        format!(
+            "{text:?} is not a duration like \"30s\" or \"5m\": {}",
+            e.reason
+        )
+    })?;
+    if !duration.is_zero() && duration.as_secs() == 0 {
+        return Err(format!(
+            "{text:?} is shorter than the 1s resolution; use 0s or at least 1s"
+        ));
+    }
+    Ok(i64::try_from(duration.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// The rules of a workload: its annotations over the global limits; a bad value is reported and
@@ -373,8 +377,12 @@ pub fn failure(
 /// One workload tracking a changed source, as the health gate sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tracker<'a> {
-    /// Its name (canaries are the first by name).
+    /// Its name, unique among the trackers (canaries are the first in this order): the
+    /// workload's name, then its kind.
     pub name: &'a str,
+    /// Since when it could have had the new data (the source's change, as seen): a canary
+    /// that has not got it within the rollout timeout has failed.
+    pub waiting_since: Option<i64>,
     /// Whether it already carries the new data.
     pub has_new_data: bool,
     /// Its rollout, when it has the new data.
@@ -403,6 +411,17 @@ pub fn canary_state(
     }
     for canary in chosen {
         if !canary.has_new_data {
+            if canary
+                .waiting_since
+                .is_some_and(|since| now.saturating_sub(since) >= timeout)
+            {
+                return CanaryState::Halted {
+                    canary: canary.name.to_owned(),
+                    reason: format!(
+                        "it did not get the new data within the rollout timeout ({timeout}s)"
+                    ),
+                };
+            }
             return CanaryState::Waiting {
                 canary: canary.name.to_owned(),
             };
@@ -601,6 +620,7 @@ mod tests {
         };
         let tracker = |name, has_new_data, progress: &Progress| Tracker {
             name,
+            waiting_since: Some(NOW - 10),
             has_new_data,
             progress: progress.clone(),
             reloaded_at: Some(NOW - 10),
@@ -635,6 +655,13 @@ mod tests {
                 CanaryState::Halted { .. }
             ),
             "the timeout fails a canary"
+        );
+        assert!(
+            matches!(
+                canary_state("b", &pending, 1, NOW + 600, 600),
+                CanaryState::Halted { .. }
+            ),
+            "a canary that never gets the data fails at the timeout"
         );
         let completed = [tracker("a", true, &done), tracker("b", false, &rolling)];
         assert_eq!(
@@ -688,6 +715,8 @@ mod tests {
         );
         assert_eq!(parse_period("30s"), Ok(30));
         assert!(parse_period("soon").is_err());
+        assert!(parse_period("500ms").is_err(), "never silently 0");
+        assert_eq!(parse_period("0"), Ok(0));
     }
 
     #[test]

@@ -155,8 +155,11 @@ impl Context {
         for kind in scanned {
             self.metrics.workload_scanned(kind.as_str());
         }
-        // A kind we only list is planned after the LIST this change causes.
-        self.listers.source_changed(namespace, kind, name);
+        // A kind we only list is planned after the LIST this change causes (none for a
+        // namespace we do not act in).
+        if self.filter.allows(namespace) {
+            self.listers.source_changed(namespace, kind, name);
+        }
         for key in keys {
             if !self.listers.lists(key.kind, &key.namespace) {
                 self.enqueue(key);
@@ -167,7 +170,9 @@ impl Context {
     /// Something about a whole namespace changed (it started matching the selector, or a
     /// relist found changes there): plan every workload in it.
     pub fn namespace_changed(&self, namespace: &str) {
-        self.listers.namespace_changed(namespace);
+        if self.filter.allows(namespace) {
+            self.listers.namespace_changed(namespace);
+        }
         for key in self.workloads.keys_in(namespace) {
             if !self.listers.lists(key.kind, namespace) {
                 self.enqueue(key);

@@ -24,7 +24,8 @@ use crate::model::governor::{
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::pause::rfc3339;
 use crate::model::plan::{Cause, Change};
-use crate::model::planner::Reload;
+use crate::model::planner::{self, PodTemplate, Reload};
+use crate::model::policy::SourceRef;
 use crate::model::workload::{WorkloadKey, WorkloadView};
 use crate::ops::metrics::{HaltedLabels, PendingLabels};
 use crate::reconcile::Context;
@@ -32,6 +33,12 @@ use crate::reconcile::Context;
 /// How often a reload waiting for something other than a time (a slot, a canary) is planned
 /// again.
 pub const POLL: Duration = Duration::from_secs(1);
+
+/// Seconds after which a waiting reload not planned again no longer holds its place in line.
+const STALE_AFTER: i64 = 10;
+
+/// The longest wait put into the queue at once (a far window is re-planned, not slept on).
+const LONGEST_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// What the worker does with a planned reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +54,8 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 struct Pending {
     since: i64,
+    /// When it was last planned: entries not planned for a while are stale.
+    seen: i64,
     ledger: String,
     hold: Option<Hold>,
     due: Option<i64>,
@@ -90,10 +99,12 @@ impl Governor {
         let mut pending = self.lock();
         let entry = pending.entry(key.clone()).or_insert_with(|| Pending {
             since: now,
+            seen: now,
             ledger: String::new(),
             hold: None,
             due: None,
         });
+        entry.seen = now;
         let new_target = entry.ledger != ledger;
         entry.ledger = ledger.to_owned();
         (entry.since, new_target)
@@ -108,11 +119,13 @@ impl Governor {
     }
 
     /// Reloads waiting for a slot that became pending before `key`'s (their turn comes first).
-    fn ahead(&self, key: &WorkloadKey, since: i64) -> Load {
+    fn ahead(&self, key: &WorkloadKey, since: i64, now: i64) -> Load {
         let pending = self.lock();
         let mut load = Load::default();
         for (other, entry) in pending.iter() {
-            let waiting = matches!(entry.hold, Some(Hold::Concurrency | Hold::Rate));
+            // A waiting reload is planned again every POLL; one not seen for a while is gone.
+            let fresh = now.saturating_sub(entry.seen) <= STALE_AFTER;
+            let waiting = fresh && matches!(entry.hold, Some(Hold::Concurrency | Hold::Rate));
             if other != key && waiting && (entry.since, other) < (since, key) {
                 load.total += 1;
                 if other.namespace == key.namespace {
@@ -140,7 +153,8 @@ impl Governor {
         }
     }
 
-    fn halt(&self, ctx: &Context, namespace: &str, change: &Change, halted: bool) {
+    /// Records whether `change` is halted; true when it just became so (alert once).
+    fn halt(&self, ctx: &Context, namespace: &str, change: &Change, halted: bool) -> bool {
         let source = (
             namespace.to_owned(),
             change.kind.upstream_type(),
@@ -156,10 +170,16 @@ impl Governor {
             name: source.2.clone(),
         };
         if halted {
-            map.insert(source, change.digest.as_str().to_owned());
+            let digest = change.digest.as_str().to_owned();
+            let new = map.get(&source) != Some(&digest);
+            map.insert(source, digest);
             ctx.metrics.halted_changes.get_or_create(&labels).set(1);
-        } else if map.remove(&source).is_some() {
-            ctx.metrics.halted_changes.get_or_create(&labels).set(0);
+            new
+        } else {
+            if map.remove(&source).is_some() {
+                ctx.metrics.halted_changes.get_or_create(&labels).set(0);
+            }
+            false
         }
     }
 
@@ -196,6 +216,16 @@ fn governed(limits: &Limits, view: &WorkloadView) -> bool {
         .any(|k| view.annotations.contains_key(*k))
 }
 
+/// Whether the workload is in dry-run or notify mode (nothing is written to it).
+pub fn reports_only(ctx: &Context, view: &WorkloadView) -> bool {
+    ctx.settings.limits.dry_run
+        || view
+            .annotations
+            .get(governor::MODE_ANNOTATION)
+            .map(|m| m.trim())
+            == Some("notify")
+}
+
 fn reloaded_at(view: &WorkloadView) -> Option<i64> {
     view.annotations
         .get(RELOADED_AT_ANNOTATION)
@@ -214,6 +244,10 @@ fn in_progress(ctx: &Context, key: &WorkloadKey, now: i64, writing: &HashSet<Wor
                 .as_ref()
                 .is_some_and(|p| governor::in_progress(p, reloaded_at(v), now, timeout))
     });
+    // Without a watch, their status moves only through LISTs.
+    for view in &busy {
+        ctx.listers.follow(view.key.kind, &view.key.namespace);
+    }
     Load {
         total: u32::try_from(busy.len()).unwrap_or(u32::MAX),
         namespace: u32::try_from(
@@ -247,12 +281,28 @@ fn canary(
     view: &WorkloadView,
     reload: &Reload,
     canaries: u32,
-    now: i64,
-) -> (CanaryState, Option<Change>) {
+    (since, now): (i64, i64),
+) -> (CanaryState, Option<Change>, bool) {
     let timeout = ctx.settings.limits.rollout_timeout;
     let ns = &view.key.namespace;
-    let mut strictest = (CanaryState::Ungated, None);
+    let mut strictest = (CanaryState::Ungated, None, false);
+    let label = |v: &WorkloadView| format!("{} ({})", v.key.name, v.key.kind.as_str());
+    let me = label(view);
     for change in reload.changes.iter().filter(|c| c.cause != Cause::Deleted) {
+        let source_entry = ctx.sources.get(change.kind, ns, &change.name);
+        let empty = BTreeMap::new();
+        let source = SourceRef {
+            kind: change.kind,
+            name: &change.name,
+            annotations: source_entry
+                .as_ref()
+                .map(|e| &e.annotations)
+                .unwrap_or(&empty),
+        };
+        let waiting_since = source_entry
+            .as_ref()
+            .and_then(|e| e.data_changed_at)
+            .unwrap_or(since);
         let (keys, _) = index::affected(
             &ctx.workloads,
             &ctx.sources,
@@ -261,14 +311,32 @@ fn canary(
             change.kind,
             &change.name,
         );
+        // Only workloads that track the source now and really write (not in notify mode)
+        // can be canaries: one that never reloads would hold the others for nothing.
         let stored: Vec<_> = keys
             .iter()
             .filter(|k| ctx.filter.allows(&k.namespace))
             .filter_map(|k| ctx.workloads.get(k))
+            .filter(|s| {
+                s.view.key == view.key
+                    || (!reports_only(ctx, &s.view)
+                        && planner::tracks(
+                            &s.view,
+                            &s.interest,
+                            PodTemplate::of(&s.view),
+                            source,
+                            &ctx.settings.policy,
+                        ))
+            })
             .collect();
+        for s in &stored {
+            ctx.listers.follow(s.view.key.kind, &s.view.key.namespace);
+        }
+        let labels: Vec<String> = stored.iter().map(|s| label(&s.view)).collect();
         let trackers: Vec<Tracker<'_>> = stored
             .iter()
-            .map(|s| {
+            .zip(&labels)
+            .map(|(s, name)| {
                 let has_new_data = s.view.key != view.key
                     && Ledger::parse(
                         s.view
@@ -279,7 +347,8 @@ fn canary(
                     .get(change.kind, &change.name)
                         == Some(change.digest.as_str());
                 Tracker {
-                    name: &s.view.key.name,
+                    name,
+                    waiting_since: Some(waiting_since),
                     has_new_data,
                     progress: s.view.progress.clone().unwrap_or(governor::Progress {
                         complete: true,
@@ -289,17 +358,18 @@ fn canary(
                 }
             })
             .collect();
-        let state = governor::canary_state(&view.key.name, &trackers, canaries, now, timeout);
+        let state = governor::canary_state(&me, &trackers, canaries, now, timeout);
         let rank = |s: &CanaryState| match s {
             CanaryState::Halted { .. } => 3,
             CanaryState::Waiting { .. } => 2,
             CanaryState::Canary => 1,
             CanaryState::Ungated | CanaryState::Released => 0,
         };
-        ctx.governor
+        let newly = ctx
+            .governor
             .halt(ctx, ns, change, matches!(state, CanaryState::Halted { .. }));
         if rank(&state) > rank(&strictest.0) {
-            strictest = (state, Some(change.clone()));
+            strictest = (state, Some(change.clone()), newly);
         }
     }
     strictest
@@ -368,9 +438,9 @@ pub async fn admit(
                 .and_then(|e| e.data_changed_at)
         })
         .max();
-    let (canary, gated) = match limits.canaries {
-        Some(n) => canary(ctx, view, reload, n, now),
-        None => (CanaryState::Ungated, None),
+    let (canary, gated, newly_halted) = match limits.canaries {
+        Some(n) => canary(ctx, view, reload, n, (since, now)),
+        None => (CanaryState::Ungated, None, false),
     };
     let caps = limits.max_concurrent > 0 || limits.max_concurrent_per_namespace > 0;
     let gate = {
@@ -382,7 +452,7 @@ pub async fn admit(
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let busy = if caps {
             let running = in_progress(ctx, key, now, &writing);
-            let ahead = ctx.governor.ahead(key, since);
+            let ahead = ctx.governor.ahead(key, since, now);
             let in_flight = writing.iter().filter(|k| *k != key);
             let (flying, flying_here) = in_flight.fold((0u32, 0u32), |(all, here), k| {
                 (all + 1, here + u32::from(k.namespace == key.namespace))
@@ -492,8 +562,7 @@ pub async fn admit(
                         key.namespace,
                         key.name
                     );
-                    if ctx
-                        .report
+                    ctx.report
                         .notice_once(
                             &reference(),
                             key,
@@ -502,17 +571,19 @@ pub async fn admit(
                             "ReloadHalted",
                             note.clone(),
                         )
-                        .await
-                    {
+                        .await;
+                    // One alert per halted change, not one per waiting workload.
+                    if newly_halted {
                         ctx.report.alert(format!("Reloader: {note}"));
                     }
                 }
                 _ => {}
             }
             match until {
-                Some(at) => Verdict::Wait(Duration::from_secs(
-                    u64::try_from(at.saturating_sub(now)).unwrap_or(0).max(1),
-                )),
+                Some(at) => Verdict::Wait(
+                    Duration::from_secs(u64::try_from(at.saturating_sub(now)).unwrap_or(0).max(1))
+                        .min(LONGEST_WAIT),
+                ),
                 None if hold == Hold::Halted => Verdict::Wait(POLL * 5),
                 None => Verdict::Wait(POLL),
             }

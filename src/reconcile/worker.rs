@@ -137,6 +137,7 @@ async fn resumed(
 /// Plans one workload from memory and carries out what the plan says.
 async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt {
     if !ctx.sync.is_active(key.kind) || !ctx.filter.allows(&key.namespace) {
+        ctx.governor.forget(ctx, key);
         return Attempt::Skipped;
     }
     let Some(stored) = ctx.workloads.get(key) else {
@@ -168,6 +169,12 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
     };
     let now = unix_now();
     let recorded = kind.recorded(ctx, view);
+    let mut options = ctx.plan_options_for(key.kind);
+    // Nothing is recorded on a workload in dry-run or notify mode: judge a change against
+    // its creation time, as for a kind we may not patch.
+    if governor::reports_only(ctx, view) {
+        options.reload_unrecorded = true;
+    }
     let plan = ctx.sources.with_namespace(&key.namespace, |sources| {
         planner::plan(&PlanInput {
             view,
@@ -177,7 +184,7 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
             sources,
             policy: &ctx.settings.policy,
             recorded: recorded.as_deref(),
-            options: ctx.plan_options_for(key.kind),
+            options,
             now,
         })
     });
@@ -193,6 +200,7 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
         match ctx.leadership.write_state() {
             WriteState::Allowed => {}
             WriteState::Follower => {
+                ctx.governor.forget(ctx, key);
                 tracing::debug!(workload = %key, "not the leader; the leader writes");
                 return Attempt::Skipped;
             }
@@ -224,6 +232,12 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
         // Without `patch` there is no baseline to record: a change is judged against the
         // workload's creation time instead (`PlanOptions::reload_unrecorded`).
         Intent::Baseline { .. } if ctx.degraded.lacks(key.kind, "patch") => Attempt::Skipped,
+        // Dry-run and notify mode write nothing to the workload, not even metadata.
+        Intent::Baseline { .. } | Intent::Resume | Intent::ForgetPause
+            if governor::reports_only(ctx, view) =>
+        {
+            Attempt::Skipped
+        }
         Intent::Baseline { ledger } => match kind.patch(ctx, key, patch::baseline(&ledger)).await {
             Ok(()) => {
                 tracing::debug!(workload = %key, "recorded the current digests (no rollout)");

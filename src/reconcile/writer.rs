@@ -158,7 +158,11 @@ impl Writer {
                 self.remember(&object);
                 Deleted::Held(Box::new(object))
             }
-            None => Deleted::Gone,
+            None => {
+                // Gone: a kind we may not watch would otherwise keep seeing it in the store.
+                self.store.remove(key, uid);
+                Deleted::Gone
+            }
         })
     }
 }

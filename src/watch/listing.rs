@@ -4,9 +4,9 @@
 //! own cost model, one LIST per change; requests that arrive while a LIST runs are coalesced
 //! into the next one. Everything else (digest cache, ledger, planning) is as with a watch.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
 use tokio::sync::Notify;
@@ -83,7 +83,12 @@ impl Lister {
 #[derive(Debug, Default)]
 pub struct Listers {
     list: RwLock<Vec<Arc<Lister>>>,
+    /// When each namespace was last refreshed for the governor, to keep those LISTs rare.
+    followed: Mutex<HashMap<String, Instant>>,
 }
+
+/// How often the governor may ask for a namespace's LIST to see rollouts progress.
+const FOLLOW_EVERY: Duration = Duration::from_secs(3);
 
 impl Listers {
     /// Registers `kind`, listed in `scope`.
@@ -118,6 +123,29 @@ impl Listers {
         self.each_covering(namespace, || Refresh::Everything);
     }
 
+    /// The governor follows a rollout of a listed kind in `namespace` (we see its status only
+    /// through LISTs): list it again, at most every few seconds, and plan what changed.
+    pub fn follow(&self, kind: WorkloadKind, namespace: &str) {
+        if !self.lists(kind, namespace) {
+            return;
+        }
+        {
+            let mut followed = self
+                .followed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            if followed
+                .get(namespace)
+                .is_some_and(|at| now.duration_since(*at) < FOLLOW_EVERY)
+            {
+                return;
+            }
+            followed.insert(namespace.to_owned(), now);
+        }
+        self.each_covering(namespace, || Refresh::Sources(BTreeSet::new()));
+    }
+
     fn each_covering(&self, namespace: &str, refresh: impl Fn() -> Refresh) {
         for lister in self.read().iter().filter(|l| l.covers(namespace)) {
             lister.request(namespace, refresh());
@@ -137,22 +165,31 @@ impl Listers {
     }
 }
 
-/// Every object of the API's scope, page by page.
+/// Every object of the API's scope, page by page, and the resourceVersion the list was read
+/// at.
 async fn list_all<K: WorkloadResource>(
     api: &Api<Lenient<K>>,
-) -> Result<Vec<Lenient<K>>, kube::Error> {
+) -> Result<(Vec<Lenient<K>>, Option<u64>), kube::Error> {
     let mut items = Vec::new();
     let mut token: Option<String> = None;
+    let mut version = None;
     loop {
         let mut params = ListParams::default().limit(PAGE);
         if let Some(token) = &token {
             params = params.continue_token(token);
         }
         let page = api.list(&params).await?;
+        if version.is_none() {
+            version = page
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse().ok());
+        }
         items.extend(page.items);
         match page.metadata.continue_ {
             Some(next) if !next.is_empty() => token = Some(next),
-            _ => return Ok(items),
+            _ => return Ok((items, version)),
         }
     }
 }
@@ -177,7 +214,7 @@ pub async fn run<K: WorkloadResource>(
     let mut failures = 0u32;
     let items = loop {
         match list_all(&api).await {
-            Ok(items) => break items,
+            Ok((items, _)) => break items,
             Err(e) if not_served(&e) && failures >= 2 => {
                 tracing::error!(
                     kind = K::KIND.as_str(),
@@ -212,9 +249,9 @@ pub async fn run<K: WorkloadResource>(
         for (namespace, refresh) in lister.take() {
             let api: Api<Lenient<K>> = Api::namespaced(ctx.client.clone(), &namespace);
             match list_all(&api).await {
-                Ok(items) => {
+                Ok((items, version)) => {
                     failures = 0;
-                    refreshed::<K>(&ctx, &namespace, items, refresh).await;
+                    refreshed::<K>(&ctx, &namespace, (items, version), refresh).await;
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -239,7 +276,7 @@ pub async fn run<K: WorkloadResource>(
 async fn refreshed<K: WorkloadResource>(
     ctx: &Context,
     namespace: &str,
-    items: Vec<Lenient<K>>,
+    (items, listed_at): (Vec<Lenient<K>>, Option<u64>),
     refresh: Refresh,
 ) {
     let mut before: HashSet<WorkloadKey> = ctx
@@ -268,6 +305,14 @@ async fn refreshed<K: WorkloadResource>(
     }
     for key in before {
         if let Some(stored) = ctx.workloads.get(&key) {
+            // Written by us after the LIST was read (a Job just created): not gone.
+            if stored
+                .version
+                .zip(listed_at)
+                .is_some_and(|(held, listed)| held > listed)
+            {
+                continue;
+            }
             ctx.kinds.observe(&stored.view, false);
             ctx.workloads.remove(&key, &stored.view.uid);
         }

@@ -143,8 +143,8 @@ async fn notify_mode_reports_and_writes_nothing() {
     let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
     let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let watched_before = recorded(&deployments, "watched").await;
     recorded(&deployments, "normal").await;
+    let watched_before = deployments.get("watched").await.unwrap();
 
     set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
     wait_env(
@@ -168,6 +168,10 @@ async fn notify_mode_reports_and_writes_nothing() {
     assert_eq!(
         watched.spec, watched_before.spec,
         "nothing written to its pod template"
+    );
+    assert_eq!(
+        watched.metadata.resource_version, watched_before.metadata.resource_version,
+        "nothing written at all, not even the ledger"
     );
     assert_eq!(
         controller.metric("kube_reloader_would_reload_total").await,
