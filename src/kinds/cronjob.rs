@@ -101,9 +101,16 @@ impl KindModule for CronJobs {
             let ledger = &work.reload.ledger;
             let marker = (key.namespace.clone(), key.name.clone(), ledger.clone());
             if !self.lock().contains(&marker) {
-                let job = job_for(view, ledger, |template| {
+                let mut job = job_for(view, ledger, |template| {
                     work.edit(ctx.settings.strategy).apply(template)
                 });
+                // The Job is the CronJob's rollout: counted by the governor while it runs.
+                if ctx.settings.limits.follows_rollouts() {
+                    job.metadata.annotations.get_or_insert_default().insert(
+                        crate::model::governor::RELOADED_AT_ANNOTATION.to_owned(),
+                        work.now.to_string(),
+                    );
+                }
                 let created = ctx.writer.create(&key.namespace, &job, false).await?;
                 tracing::debug!(workload = %key, job = %created.name_any(), "created a Job from the CronJob");
                 self.lock().insert(marker);

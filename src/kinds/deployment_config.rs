@@ -8,7 +8,7 @@ use super::{KindModule, Optional, Work, Written};
 use crate::config::Settings;
 use crate::model::edit::POD_TEMPLATE;
 use crate::model::patch;
-use crate::model::workload::WorkloadKind;
+use crate::model::workload::{WorkloadKind, WorkloadView};
 use crate::reconcile::Context;
 use crate::reconcile::error::WriteError;
 use crate::watch::custom::DeploymentConfig;
@@ -19,6 +19,13 @@ impl WorkloadResource for DeploymentConfig {
     const STRATEGIC: bool = false;
     fn template(&self) -> Option<&PodTemplateSpec> {
         self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+    fn project_into(&self, view: &mut WorkloadView) {
+        view.progress = Some(crate::model::progress::deployment_config(
+            self.metadata.generation,
+            self.spec.as_ref().and_then(|s| s.replicas),
+            self.status.as_ref(),
+        ));
     }
 }
 
@@ -43,13 +50,16 @@ impl KindModule for DeploymentConfigs {
     ) -> BoxFuture<'a, Result<Written, WriteError>> {
         Box::pin(async move {
             let view = work.view;
-            let body = patch::merge_reload(
+            let mut body = patch::merge_reload(
                 &work.edit(ctx.settings.strategy),
                 POD_TEMPLATE,
                 &view.template(),
                 &work.reload.ledger,
                 work.reload.version,
             );
+            if let Some(stamp) = super::reloaded_at(ctx, work.now) {
+                body = patch::combine(body, stamp);
+            }
             ctx.writer
                 .patch::<DeploymentConfig>(&view.key, body)
                 .await?;

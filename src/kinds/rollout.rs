@@ -28,6 +28,11 @@ impl WorkloadResource for Rollout {
         self.spec.as_ref().and_then(|s| s.template.as_ref())
     }
     fn project_into(&self, view: &mut WorkloadView) {
+        view.progress = Some(crate::model::progress::rollout(
+            self.metadata.generation,
+            self.spec.as_ref().and_then(|s| s.replicas),
+            self.status.as_ref(),
+        ));
         view.workload_ref = (|| {
             let reference = self.spec.as_ref()?.workload_ref.as_ref()?;
             let kind = reference.kind.as_deref().unwrap_or_default();
@@ -75,9 +80,16 @@ impl KindModule for Rollouts {
                 .annotations
                 .get(ROLLOUT_STRATEGY)
                 .is_some_and(|s| s == "restart");
+            let stamp = |body: serde_json::Value| match super::reloaded_at(ctx, work.now) {
+                Some(stamp) => patch::combine(body, stamp),
+                None => body,
+            };
             if restart {
                 ctx.writer
-                    .patch::<Rollout>(key, patch::restart_at(ledger, &pause::rfc3339(work.now)))
+                    .patch::<Rollout>(
+                        key,
+                        stamp(patch::restart_at(ledger, &pause::rfc3339(work.now))),
+                    )
                     .await?;
                 return Ok(Written::Yes);
             }
@@ -92,7 +104,7 @@ impl KindModule for Rollouts {
                     .patch::<Deployment>(&target, edit.strategic(POD_TEMPLATE))
                     .await?;
                 ctx.writer
-                    .patch::<Rollout>(key, patch::baseline(ledger))
+                    .patch::<Rollout>(key, stamp(patch::baseline(ledger)))
                     .await?;
                 return Ok(Written::Yes);
             }
@@ -103,7 +115,7 @@ impl KindModule for Rollouts {
                 ledger,
                 work.reload.version,
             );
-            ctx.writer.patch::<Rollout>(key, body).await?;
+            ctx.writer.patch::<Rollout>(key, stamp(body)).await?;
             Ok(Written::Yes)
         })
     }

@@ -37,7 +37,7 @@ pub struct Limits {
     pub max_concurrent: u32,
     /// `--max-concurrent-rollouts-per-namespace`.
     pub max_concurrent_per_namespace: u32,
-    /// `--max-reloads-per-minute`.
+    /// `--max-reloads-per-minute`: a token bucket with that burst, refilled at that rate.
     pub max_per_minute: u32,
     /// `--health-gate`: canaries per change.
     pub canaries: Option<u32>,
@@ -242,8 +242,8 @@ pub struct GateInput<'a> {
     /// Rollouts in progress (ours, not this workload's), and reloads waiting for a slot that
     /// became pending before this one.
     pub busy: Load,
-    /// Reloads started in the last 60 s, and the oldest of them.
-    pub recent: (u32, Option<i64>),
+    /// Seconds until the rate limit has a token ([`rate_wait`]); 0 when one is free.
+    pub rate_wait: i64,
     /// The health gate.
     pub canary: CanaryState,
 }
@@ -322,19 +322,42 @@ pub fn gate(input: &GateInput<'_>) -> Gate {
             until: None,
         };
     }
-    if limits.max_per_minute > 0 && input.recent.0 >= limits.max_per_minute {
+    if limits.max_per_minute > 0 && input.rate_wait > 0 {
         return Gate::Wait {
             hold: Hold::Rate,
-            until: Some(
-                input
-                    .recent
-                    .1
-                    .map_or(now + 1, |oldest| oldest + 60)
-                    .max(now + 1),
-            ),
+            until: Some(now.saturating_add(input.rate_wait)),
         };
     }
     Gate::Go
+}
+
+/// How far back reload times are replayed into the token bucket (it is full again after a
+/// minute without reloads, so older history rarely matters).
+const RATE_HISTORY: i64 = 600;
+
+/// Seconds until the rate limit's token bucket (burst `per_minute`, refilled at `per_minute`
+/// a minute) has a token, replaying the start times of earlier reloads (`stamps`, read from
+/// the cluster); 0 when one is free now.
+pub fn rate_wait(mut stamps: Vec<i64>, per_minute: u32, now: i64) -> i64 {
+    if per_minute == 0 {
+        return 0;
+    }
+    let capacity = f64::from(per_minute);
+    let per_second = capacity / 60.0;
+    let start = now.saturating_sub(RATE_HISTORY);
+    stamps.retain(|t| *t > start && *t <= now);
+    stamps.sort_unstable();
+    let (mut tokens, mut at) = (capacity, start);
+    for t in stamps {
+        tokens = (tokens + (t - at) as f64 * per_second).min(capacity) - 1.0;
+        at = t;
+    }
+    tokens = (tokens + (now - at) as f64 * per_second).min(capacity);
+    if tokens >= 1.0 {
+        0
+    } else {
+        ((1.0 - tokens) / per_second).ceil().max(1.0) as i64
+    }
 }
 
 /// How a workload's rollout stands, from its status.
@@ -463,7 +486,7 @@ mod tests {
             pending_since: NOW,
             last_change: None,
             busy: Load::default(),
-            recent: (0, None),
+            rate_wait: 0,
             canary: CanaryState::Ungated,
         }
     }
@@ -533,10 +556,10 @@ mod tests {
             hold: Hold::Concurrency,
             until: None,
         };
-        let with = |busy: Load, recent: (u32, Option<i64>)| {
+        let with = |busy: Load, rate_wait: i64| {
             gate(&GateInput {
                 busy,
-                recent,
+                rate_wait,
                 ..base.clone()
             })
         };
@@ -546,7 +569,7 @@ mod tests {
                     total: 1,
                     namespace: 0
                 },
-                (0, None)
+                0
             ),
             Gate::Go
         );
@@ -556,7 +579,7 @@ mod tests {
                     total: 2,
                     namespace: 0
                 },
-                (0, None)
+                0
             ),
             concurrency
         );
@@ -566,12 +589,12 @@ mod tests {
                     total: 1,
                     namespace: 1
                 },
-                (0, None)
+                0
             ),
             concurrency
         );
         assert_eq!(
-            with(Load::default(), (3, Some(NOW - 50))),
+            with(Load::default(), 10),
             Gate::Wait {
                 hold: Hold::Rate,
                 until: Some(NOW + 10)
@@ -605,6 +628,25 @@ mod tests {
                 until: None
             }
         );
+    }
+
+    #[test]
+    fn the_rate_limit_is_a_token_bucket_replayed_from_reload_times() {
+        // 60 a minute: one token a second, burst 60.
+        assert_eq!(rate_wait(vec![], 60, NOW), 0);
+        let burst: Vec<i64> = vec![NOW; 60];
+        assert_eq!(rate_wait(burst.clone(), 60, NOW), 1, "the burst is spent");
+        assert_eq!(rate_wait(burst, 60, NOW + 1), 0, "refilled by one");
+        assert_eq!(rate_wait(vec![NOW; 59], 60, NOW), 0, "one token left");
+        // 2 a minute: after two, the next token comes 30 s later.
+        assert_eq!(rate_wait(vec![NOW, NOW], 2, NOW), 30);
+        assert_eq!(rate_wait(vec![NOW - 40, NOW - 40], 2, NOW), 0);
+        assert_eq!(
+            rate_wait(vec![NOW - 10_000; 5], 2, NOW),
+            0,
+            "old history is full again"
+        );
+        assert_eq!(rate_wait(vec![NOW; 9], 0, NOW), 0, "off");
     }
 
     #[test]

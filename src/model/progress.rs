@@ -1,5 +1,5 @@
 //! How far a workload's rollout has got, read from its status the way `kubectl rollout status`
-//! reads it: the rollout governor counts rollouts in progress (concurrency cap) and waits for
+//! (and the Argo and OpenShift equivalents) read it: the rollout governor counts rollouts in progress (concurrency cap) and waits for
 //! canaries with it.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -65,6 +65,86 @@ pub fn daemonset(object: &DaemonSet) -> Progress {
     Progress {
         complete,
         failed: None,
+    }
+}
+
+/// A number in a loosely read status, also when written as a string (Argo's
+/// `observedGeneration`).
+fn number(status: &serde_json::Value, field: &str) -> Option<i64> {
+    let value = status.get(field)?;
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// The `ProgressDeadlineExceeded` condition of a loosely read status, as a failure.
+fn deadline_exceeded(status: &serde_json::Value) -> Option<String> {
+    status
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| {
+            c["type"] == "Progressing"
+                && c["status"] == "False"
+                && c["reason"] == "ProgressDeadlineExceeded"
+        })
+        .map(|c| {
+            format!(
+                "ProgressDeadlineExceeded: {}",
+                c["message"]
+                    .as_str()
+                    .unwrap_or("the rollout made no progress")
+            )
+        })
+}
+
+/// An Argo Rollout: latest spec seen, every replica updated and available, phase Healthy;
+/// failed when Degraded or past its progress deadline.
+pub fn rollout(
+    generation: Option<i64>,
+    replicas: Option<i32>,
+    status: Option<&serde_json::Value>,
+) -> Progress {
+    let Some(status) = status else {
+        return Progress::default();
+    };
+    let desired = i64::from(replicas.unwrap_or(1));
+    let phase = status.get("phase").and_then(|p| p.as_str());
+    let failed = deadline_exceeded(status).or_else(|| {
+        (phase == Some("Degraded")).then(|| {
+            format!(
+                "Degraded: {}",
+                status["message"]
+                    .as_str()
+                    .unwrap_or("the Rollout is degraded")
+            )
+        })
+    });
+    let complete = number(status, "observedGeneration").unwrap_or(0) >= generation.unwrap_or(0)
+        && number(status, "updatedReplicas").unwrap_or(0) == desired
+        && number(status, "availableReplicas").unwrap_or(0) == desired
+        && phase.is_none_or(|p| p == "Healthy");
+    Progress { complete, failed }
+}
+
+/// An OpenShift DeploymentConfig: latest spec seen, every replica updated and available;
+/// failed past its progress deadline.
+pub fn deployment_config(
+    generation: Option<i64>,
+    replicas: Option<i32>,
+    status: Option<&serde_json::Value>,
+) -> Progress {
+    let Some(status) = status else {
+        return Progress::default();
+    };
+    let desired = i64::from(replicas.unwrap_or(1));
+    let complete = number(status, "observedGeneration").unwrap_or(0) >= generation.unwrap_or(0)
+        && number(status, "updatedReplicas").unwrap_or(0) == desired
+        && number(status, "availableReplicas").unwrap_or(0) == desired
+        && number(status, "replicas").unwrap_or(0) == desired;
+    Progress {
+        complete,
+        failed: deadline_exceeded(status),
     }
 }
 
@@ -149,6 +229,36 @@ mod tests {
         );
         let no_status = Deployment::default();
         assert!(!deployment(&no_status).complete);
+    }
+
+    #[test]
+    fn rollouts_and_deployment_configs_read_loosely() {
+        let healthy = json!({"observedGeneration": "4", "replicas": 2, "updatedReplicas": 2,
+                             "availableReplicas": 2, "phase": "Healthy"});
+        assert!(rollout(Some(4), Some(2), Some(&healthy)).complete);
+        assert!(
+            !rollout(Some(5), Some(2), Some(&healthy)).complete,
+            "generation not seen"
+        );
+        let progressing = json!({"observedGeneration": 4, "updatedReplicas": 1, "availableReplicas": 2, "phase": "Progressing"});
+        assert!(!rollout(Some(4), Some(2), Some(&progressing)).complete);
+        let degraded = json!({"phase": "Degraded", "message": "ProgressDeadlineExceeded"});
+        assert!(
+            rollout(Some(4), None, Some(&degraded))
+                .failed
+                .unwrap()
+                .starts_with("Degraded")
+        );
+        assert!(!rollout(Some(1), None, None).complete);
+        let dc = json!({"observedGeneration": 3, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1});
+        assert!(deployment_config(Some(3), None, Some(&dc)).complete);
+        let stuck = json!({"observedGeneration": 3, "conditions": [
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]});
+        assert!(
+            deployment_config(Some(3), None, Some(&stuck))
+                .failed
+                .is_some()
+        );
     }
 
     #[test]

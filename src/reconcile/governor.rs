@@ -259,20 +259,17 @@ fn in_progress(ctx: &Context, key: &WorkloadKey, now: i64, writing: &HashSet<Wor
     }
 }
 
-/// Reloads started in the last minute (other than those being written), and the oldest.
-fn recent(ctx: &Context, now: i64, writing: &HashSet<WorkloadKey>) -> (u32, Option<i64>) {
-    let stamps: Vec<i64> = ctx
+/// When the reloads of the last minutes started: the workloads' `reloaded-at` stamps (other
+/// than those being written), and now for each write under way.
+fn reload_times(ctx: &Context, now: i64, writing: &HashSet<WorkloadKey>) -> Vec<i64> {
+    let mut stamps: Vec<i64> = ctx
         .workloads
-        .views_where(|v| {
-            !writing.contains(&v.key) && reloaded_at(v).is_some_and(|at| at > now - 60 && at <= now)
-        })
+        .views_where(|v| !writing.contains(&v.key) && reloaded_at(v).is_some())
         .iter()
         .filter_map(|v| reloaded_at(v))
         .collect();
-    (
-        u32::try_from(stamps.len()).unwrap_or(u32::MAX),
-        stamps.iter().min().copied(),
-    )
+    stamps.extend(std::iter::repeat_n(now, writing.len()));
+    stamps
 }
 
 /// The health gate over every change of the reload (the strictest wins).
@@ -464,15 +461,15 @@ pub async fn admit(
         } else {
             Load::default()
         };
-        let recent = if limits.max_per_minute > 0 {
-            let (count, oldest) = recent(ctx, now, &writing);
-            (
-                count + u32::try_from(writing.len()).unwrap_or(u32::MAX),
-                oldest,
-            )
-        } else {
-            (0, None)
-        };
+        let rate_wait = governor::rate_wait(
+            if limits.max_per_minute > 0 {
+                reload_times(ctx, now, &writing)
+            } else {
+                Vec::new()
+            },
+            limits.max_per_minute,
+            now,
+        );
         let gate = governor::gate(&GateInput {
             now,
             limits,
@@ -480,7 +477,7 @@ pub async fn admit(
             pending_since: since,
             last_change,
             busy,
-            recent,
+            rate_wait,
             canary: canary.clone(),
         });
         if gate == Gate::Go && (caps || limits.max_per_minute > 0) {

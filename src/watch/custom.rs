@@ -15,6 +15,10 @@ pub struct Rollout {
     /// The parts of the spec we read.
     #[serde(default)]
     pub spec: Option<RolloutSpec>,
+    /// Its status, read loosely (the rollout governor's progress; field types vary across
+    /// Argo versions, so a mismatch never fails the decode).
+    #[serde(default, skip_serializing)]
+    pub status: Option<serde_json::Value>,
 }
 
 /// The parts of a Rollout spec we read.
@@ -26,6 +30,9 @@ pub struct RolloutSpec {
     /// A Deployment whose pod template the Rollout uses instead of its own.
     #[serde(default, rename = "workloadRef")]
     pub workload_ref: Option<WorkloadRef>,
+    /// Desired replicas (default 1).
+    #[serde(default)]
+    pub replicas: Option<i32>,
 }
 
 /// `spec.workloadRef` of a Rollout.
@@ -50,6 +57,9 @@ pub struct DeploymentConfig {
     /// The parts of the spec we read.
     #[serde(default)]
     pub spec: Option<DeploymentConfigSpec>,
+    /// Its status, read loosely (the rollout governor's progress).
+    #[serde(default, skip_serializing)]
+    pub status: Option<serde_json::Value>,
 }
 
 /// The parts of a DeploymentConfig spec we read.
@@ -58,6 +68,9 @@ pub struct DeploymentConfigSpec {
     /// The pod template.
     #[serde(default)]
     pub template: Option<PodTemplateSpec>,
+    /// Desired replicas (default 1).
+    #[serde(default)]
+    pub replicas: Option<i32>,
 }
 
 /// `secrets-store.csi.x-k8s.io/v1` SecretProviderClassPodStatus: one per pod and class,
