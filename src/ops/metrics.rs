@@ -196,6 +196,10 @@ pub struct Metrics {
     pub would_reload: Counter,
     /// 1 for each source change a failed canary halted.
     pub halted_changes: Family<HaltedLabels, Gauge>,
+    /// Watches that have not delivered their first list (Ready waits for 0).
+    pub watches_not_synced: Gauge,
+    /// 1 while this replica may write (always, without `--enable-ha`).
+    pub leader: Gauge,
     /// API requests by status code, method and host (client-go's name).
     pub rest_requests: Family<RestRequestLabels, Counter>,
     /// API request latency by verb and host (client-go's name).
@@ -352,6 +356,18 @@ impl Metrics {
             "1 for each source change halted because a canary's rollout failed",
             halted_changes.clone(),
         );
+        let watches_not_synced = Gauge::default();
+        registry.register(
+            "kube_reloader_watches_not_synced",
+            "Watches (or lists) that have not delivered their first list yet; /ready waits for 0",
+            watches_not_synced.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "kube_reloader_leader",
+            "1 while this replica may write (the leader with --enable-ha, always without)",
+            leader.clone(),
+        );
         let rest_requests = Family::<RestRequestLabels, Counter>::default();
         registry.register(
             "rest_client_requests",
@@ -401,6 +417,8 @@ impl Metrics {
             pending_reloads,
             would_reload,
             halted_changes,
+            watches_not_synced,
+            leader,
             rest_requests,
             rest_duration,
             workqueue_adds,

@@ -221,6 +221,7 @@ impl Context {
             }
         }
         if progress.all_done {
+            self.metrics.watches_not_synced.set(0);
             tracing::info!(
                 sources = self.sources.len(),
                 workloads = self.workloads.len(),
@@ -235,6 +236,9 @@ impl Context {
     /// Says on `/ready` which watches have not delivered their first list.
     pub fn waiting_for(&self) {
         let pending = self.sync.pending();
+        self.metrics
+            .watches_not_synced
+            .set(i64::try_from(pending.len()).unwrap_or(i64::MAX));
         if pending.is_empty() {
             self.health.set_ready();
         } else {

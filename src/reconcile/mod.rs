@@ -45,6 +45,8 @@ impl Engine {
                 worker::run(ctx.clone(), running.clone()),
             );
         }
+        ctx.supervisor
+            .spawn("export leadership", export_leadership(ctx.clone()));
         let startup = tokio::spawn(startup::run(ctx.clone()));
         Self {
             ctx,
@@ -82,4 +84,13 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Keeps `kube_reloader_leader` current (for the "no leader" alert).
+async fn export_leadership(ctx: Arc<Context>) {
+    loop {
+        let leading = ctx.leadership.write_state() == crate::ops::leader::WriteState::Allowed;
+        ctx.metrics.leader.set(i64::from(leading));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }

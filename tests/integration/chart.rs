@@ -871,6 +871,7 @@ fn install_monitoring_crds(cluster: &ClusterInfo, kubectl: impl Fn() -> Command)
     for (group, kind, plural) in [
         ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
         ("monitoring.coreos.com", "PodMonitor", "podmonitors"),
+        ("monitoring.coreos.com", "PrometheusRule", "prometheusrules"),
         (
             "autoscaling.k8s.io",
             "VerticalPodAutoscaler",
@@ -1036,9 +1037,11 @@ async fn the_api_server_accepts_every_rendered_object_in_a_server_side_dry_run()
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "ConfigMap",
         "NetworkPolicy",
         "PodDisruptionBudget",
         "PodMonitor",
+        "PrometheusRule",
         "Role",
         "RoleBinding",
         "Secret",
@@ -1590,4 +1593,154 @@ async fn governor_values_render_flags_the_binary_accepts() {
             .any(|a| a.starts_with("--debounce") || a == "--dry-run"),
         "off by default: {defaults:?}"
     );
+}
+
+/// The dashboard and the alert rules: the dashboard JSON parses, and every expression of both
+/// names only metrics a running controller exposes on /metrics.
+#[tokio::test]
+async fn dashboard_and_alert_rules_name_only_exposed_metrics() {
+    let cluster = cluster(Tier::A).await;
+    let sets: Vec<String> = [
+        "reloader.dashboard.enabled=true",
+        "reloader.prometheusRule.enabled=true",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let docs = render(&cluster, "rel", "relns", &[], &sets);
+    let dashboard_map = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "rel-reloader-dashboard")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(
+        dashboard_map["metadata"]["labels"]["grafana_dashboard"],
+        "1"
+    );
+    let dashboard: Value = serde_json::from_str(
+        dashboard_map["data"]["kube-reloader.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut expressions: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            expressions.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    assert!(expressions.len() >= 12, "{expressions:?}");
+    let rule = of_kind(&docs, "PrometheusRule")[0];
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            expressions.push(r["expr"].as_str().unwrap().to_owned());
+            r["alert"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "KubeReloaderReloadsFailing",
+            "KubeReloaderWorkloadRetrying",
+            "KubeReloaderWatchNotSynced",
+            "KubeReloaderNoLeader",
+            "KubeReloaderMetricsAbsent"
+        ]
+    );
+    // A running controller's metric names (histograms also as _bucket/_sum/_count).
+    let ns = cluster.create_namespace("dashboard").await.unwrap();
+    let identity = crate::controller::identity_with_rules(
+        &cluster,
+        &ns,
+        crate::controller::controller_rules(),
+    )
+    .await;
+    let controller = crate::controller::Controller::start_with_env(
+        &cluster,
+        &identity,
+        &ns,
+        &["--namespaces", &ns],
+        &[("METRICS_COUNT_BY_NAMESPACE", "enabled")],
+    )
+    .await;
+    // One reload, so the families that appear with the first one are on /metrics.
+    let admin = cluster.client().await.unwrap();
+    crate::fixtures::create::<k8s_openapi::api::core::v1::ConfigMap>(
+        &admin,
+        &ns,
+        crate::fixtures::configmap("cfg", json!({"v": "1"})),
+    )
+    .await;
+    crate::fixtures::named_deployment(&admin, &ns, "web", "cfg").await;
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(admin.clone(), &ns);
+    crate::fixtures::wait_deployment(&deployments, "web", "the baseline", |d| {
+        crate::fixtures::ledger_of(d).is_some()
+    })
+    .await;
+    crate::fixtures::set_configmap(&admin, &ns, "cfg", json!({"v": "2"})).await;
+    crate::fixtures::wait_env(&deployments, "web", "app", "the reload").await;
+    let (_, body) = controller.get("/metrics").await.unwrap();
+    controller.stop();
+    // Every family, also those without a sample yet (no error so far), by its TYPE line.
+    let mut exposed: BTreeSet<String> = BTreeSet::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                "info" => &["_info"],
+                _ => &[""],
+            };
+            for suffix in suffixes {
+                exposed.insert(format!("{name}{suffix}"));
+            }
+        } else if !line.starts_with('#')
+            && let Some(name) = line.split(['{', ' ']).next().filter(|n| !n.is_empty())
+        {
+            exposed.insert(name.to_owned());
+        }
+    }
+    // Families that get a sample only on a specific event (an error of a type, a halted
+    // change, a workaround): checked against the names the code registers.
+    let registering = include_str!("../../src/ops/metrics.rs");
+    let registered = regex::Regex::new(r#"register\(\s*"([a-z_:]+)""#).unwrap();
+    for family in registered
+        .captures_iter(registering)
+        .map(|c| c[1].to_owned())
+    {
+        for suffix in ["", "_total", "_bucket", "_sum", "_count"] {
+            if [
+                "reloader_errors",
+                "kube_reloader_halted_changes",
+                "kube_reloader_degraded",
+            ]
+            .contains(&family.as_str())
+            {
+                exposed.insert(format!("{family}{suffix}"));
+            }
+        }
+    }
+    let token = regex::Regex::new(r"[a-zA-Z_:][a-zA-Z0-9_:]*").unwrap();
+    let prefixes = ["reloader_", "kube_reloader_", "rest_client_", "process_"];
+    let mut checked = 0;
+    for expression in &expressions {
+        for name in token.find_iter(expression).map(|m| m.as_str()) {
+            if !prefixes.iter().any(|p| name.starts_with(p)) {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                exposed.contains(name),
+                "{name} (in {expression:?}) is not on /metrics; exposed: {exposed:?}"
+            );
+        }
+    }
+    assert!(checked >= 20, "{checked} metric references checked");
 }
