@@ -1595,8 +1595,9 @@ async fn governor_values_render_flags_the_binary_accepts() {
     );
 }
 
-/// The dashboard and the alert rules: the dashboard JSON parses, and every expression of both
-/// names only metrics a running controller exposes on /metrics.
+/// The dashboard and the alert rules: the dashboard JSON parses, every expression of both is
+/// valid PromQL (Prometheus's grammar) and names only metrics a running controller exposes on
+/// /metrics.
 #[tokio::test]
 async fn dashboard_and_alert_rules_name_only_exposed_metrics() {
     let cluster = cluster(Tier::A).await;
@@ -1725,6 +1726,13 @@ async fn dashboard_and_alert_rules_name_only_exposed_metrics() {
             {
                 exposed.insert(format!("{family}{suffix}"));
             }
+        }
+    }
+    for expression in &expressions {
+        // Grafana's variables are substituted before a query runs.
+        let query = expression.replace("$job", ".*");
+        if let Err(error) = promql_parser::parser::parse(&query) {
+            panic!("not valid PromQL: {expression:?}: {error}");
         }
     }
     let token = regex::Regex::new(r"[a-zA-Z_:][a-zA-Z0-9_:]*").unwrap();
