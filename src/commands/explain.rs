@@ -45,8 +45,10 @@ pub struct SourceReport {
     pub tracked: bool,
     /// Why (one line naming the rule, and the fix when it is not tracked).
     pub why: String,
-    /// The container that gets the marker, and the env var (env-vars strategy).
+    /// The container that gets the marker.
     pub container: Option<String>,
+    /// Why that container (upstream's choice).
+    pub container_why: Option<&'static str>,
     /// The env var written under the env-vars strategy.
     pub env_var: Option<String>,
     /// Its digest now.
@@ -220,6 +222,16 @@ fn reason(
     }
 }
 
+/// A pod spec of just `container` (to ask whether that container references a source).
+fn single(
+    container: &k8s_openapi::api::core::v1::Container,
+) -> k8s_openapi::api::core::v1::PodSpec {
+    k8s_openapi::api::core::v1::PodSpec {
+        containers: vec![container.clone()],
+        ..Default::default()
+    }
+}
+
 fn governor_bool(value: Option<&String>) -> bool {
     value.is_some_and(|v| crate::model::policy::parse_go_bool(v))
 }
@@ -229,6 +241,7 @@ fn governor_bool(value: Option<&String>) -> bool {
 pub fn explain(
     view: &WorkloadView,
     target: Option<&WorkloadView>,
+    neighbours: &[WorkloadView],
     sources: &NamespaceSources,
     settings: &Settings,
     now: i64,
@@ -380,6 +393,20 @@ pub fn explain(
             container: container
                 .and_then(|i| pod.spec.containers.get(i))
                 .map(|c| c.name.clone()),
+            container_why: container.map(|_| {
+                if refs::container_for(pod.spec, *kind, name, true).is_none() {
+                    "the first container: the source is named, not referenced"
+                } else if pod
+                    .spec
+                    .containers
+                    .iter()
+                    .any(|c| refs::references(&single(c), *kind, name))
+                {
+                    "the first container that mounts or reads it"
+                } else {
+                    "the first container: only an init container references it"
+                }
+            }),
             env_var: (tracked && settings.strategy == crate::model::Strategy::EnvVars)
                 .then_some(env_var),
             digest,
@@ -432,6 +459,10 @@ pub fn explain(
                     "; waiting: window: outside its maintenance window until {}",
                     crate::model::pause::rfc3339(window.next_open(now))
                 ));
+            } else if let Some(hold) =
+                neighbour_hold(view, reload, neighbours, sources, settings, now)
+            {
+                text.push_str(&format!("; waiting: {hold}"));
             } else if rules.debounce > 0 {
                 text.push_str(&format!(
                     "; after the debounce period ({}s) once the sources are quiet",
@@ -463,6 +494,108 @@ pub fn explain(
     }
 }
 
+/// What the governor's health gate, caps and rate limit would hold the reload for, judged from
+/// the namespace's other workloads (the caps and the rate count this namespace only).
+fn neighbour_hold(
+    view: &WorkloadView,
+    reload: &crate::model::planner::Reload,
+    neighbours: &[WorkloadView],
+    sources: &NamespaceSources,
+    settings: &Settings,
+    now: i64,
+) -> Option<String> {
+    let limits = &settings.limits;
+    let timeout = limits.rollout_timeout;
+    let stamp = |v: &WorkloadView| {
+        v.annotations
+            .get(governor::RELOADED_AT_ANNOTATION)
+            .and_then(|t| t.trim().parse::<i64>().ok())
+    };
+    if let Some(canaries) = limits.canaries {
+        let label = |v: &WorkloadView| format!("{} ({})", v.key.name, v.key.kind.as_str());
+        for change in &reload.changes {
+            let empty = BTreeMap::new();
+            let source = SourceRef {
+                kind: change.kind,
+                name: &change.name,
+                annotations: sources
+                    .get(&(change.kind, change.name.clone()))
+                    .map(|e| &e.annotations)
+                    .unwrap_or(&empty),
+            };
+            let others: Vec<&WorkloadView> = neighbours
+                .iter()
+                .filter(|v| v.key != view.key)
+                .filter(|v| {
+                    planner::tracks(
+                        v,
+                        &Interest::of(v, &settings.policy),
+                        PodTemplate::of(v),
+                        source,
+                        &settings.policy,
+                    )
+                })
+                .chain(std::iter::once(view))
+                .collect();
+            let labels: Vec<String> = others.iter().map(|v| label(v)).collect();
+            let trackers: Vec<governor::Tracker<'_>> = others
+                .iter()
+                .zip(&labels)
+                .map(|(v, name)| governor::Tracker {
+                    name,
+                    waiting_since: None,
+                    has_new_data: v.key != view.key
+                        && Ledger::parse(v.annotations.get(LEDGER_ANNOTATION).map(String::as_str))
+                            .get(change.kind, &change.name)
+                            == Some(change.digest.as_str()),
+                    progress: v.progress.clone().unwrap_or(governor::Progress {
+                        complete: true,
+                        failed: None,
+                    }),
+                    reloaded_at: stamp(v),
+                })
+                .collect();
+            match governor::canary_state(&label(view), &trackers, canaries, now, timeout) {
+                governor::CanaryState::Waiting { canary } => {
+                    return Some(format!(
+                        "canary: {canary} reloads first and must complete its rollout"
+                    ));
+                }
+                governor::CanaryState::Halted { canary, reason } => {
+                    return Some(format!("halted: canary {canary} failed ({reason})"));
+                }
+                _ => {}
+            }
+        }
+    }
+    let busy = neighbours
+        .iter()
+        .filter(|v| v.key != view.key)
+        .filter(|v| {
+            v.progress
+                .as_ref()
+                .is_some_and(|p| governor::in_progress(p, stamp(v), now, timeout))
+        })
+        .count();
+    for cap in [limits.max_concurrent_per_namespace, limits.max_concurrent] {
+        if cap > 0 && busy >= usize::try_from(cap).unwrap_or(usize::MAX) {
+            return Some(format!(
+                "concurrency: {busy} of our rollouts are in progress in this namespace (cap {cap})"
+            ));
+        }
+    }
+    if limits.max_per_minute > 0 {
+        let stamps: Vec<i64> = neighbours.iter().filter_map(stamp).collect();
+        let wait = governor::rate_wait(stamps, limits.max_per_minute, now);
+        if wait > 0 {
+            return Some(format!(
+                "rate: the next reload may start in {wait}s (counting this namespace's reloads)"
+            ));
+        }
+    }
+    None
+}
+
 /// The explanation as text.
 pub fn render_text(explanation: &Explanation) -> String {
     let mut out = format!(
@@ -480,10 +613,13 @@ pub fn render_text(explanation: &Explanation) -> String {
         if let Some(container) = &source.container
             && source.tracked
         {
+            let why = source.container_why.unwrap_or_default();
             match &source.env_var {
-                Some(var) => out.push_str(&format!("    container {container} gets {var}\n")),
+                Some(var) => {
+                    out.push_str(&format!("    container {container} gets {var} ({why})\n"))
+                }
                 None => out.push_str(&format!(
-                    "    container {container} is named in the pod annotation\n"
+                    "    container {container} is named in the pod annotation ({why})\n"
                 )),
             }
         }
@@ -710,11 +846,54 @@ async fn explain_target(
         _ => None,
     };
     let sources = read_sources(&client, &namespace, &settings.policy).await?;
+    let limits = &settings.limits;
+    // The namespace's other workloads, for the governor's gate, caps and rate (best effort:
+    // without list permission those holds are not shown).
+    let neighbours = if limits.canaries.is_some() || limits.follows_rollouts() {
+        list_namespace(&client, &namespace)
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Ok(explain(
         &view,
         target_view.as_ref(),
+        &neighbours,
         &sources,
         settings,
         crate::reconcile::unix_now(),
     ))
+}
+
+/// Every workload of the core kinds in `namespace` (or everywhere), projected.
+pub async fn list_namespace(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Vec<WorkloadView>, ExplainError> {
+    let mut views = Vec::new();
+    views.extend(list_views::<Deployment>(client, Some(namespace)).await?);
+    views.extend(list_views::<StatefulSet>(client, Some(namespace)).await?);
+    views.extend(list_views::<DaemonSet>(client, Some(namespace)).await?);
+    views.extend(list_views::<CronJob>(client, Some(namespace)).await?);
+    views.extend(list_views::<Job>(client, Some(namespace)).await?);
+    Ok(views)
+}
+
+/// The workloads of one kind in `namespace` (or everywhere); none when the API is not served.
+pub async fn list_views<K: WorkloadResource + k8s_openapi::Resource>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Result<Vec<WorkloadView>, ExplainError> {
+    let api: Api<K> = crate::watch::scoped_api(client, namespace);
+    match api.list(&ListParams::default()).await {
+        Ok(list) => Ok(list.items.iter().filter_map(project).collect()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(api_error(
+            e,
+            "list",
+            K::URL_PATH_SEGMENT,
+            namespace.unwrap_or("(all)"),
+        )),
+    }
 }

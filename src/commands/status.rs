@@ -11,14 +11,13 @@ use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, ListParams};
 use serde::Serialize;
 
-use super::explain::{self, ExplainError, api_error, read_sources};
+use super::explain::{self, ExplainError, api_error, list_views, read_sources};
 use crate::config::Settings;
 use crate::model::governor;
 use crate::model::interest::SOURCE_KINDS;
 use crate::model::policy::Policy;
 use crate::model::workload::WorkloadView;
 use crate::watch::scoped_api;
-use crate::watch::workloads::{WorkloadResource, project};
 
 /// One workload that needs a look.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,23 +54,6 @@ pub fn opted_in(view: &WorkloadView, policy: &Policy) -> bool {
     opt_in
         .iter()
         .any(|k| view.annotations.contains_key(*k) || view.template_annotations.contains_key(*k))
-}
-
-async fn list_views<K: WorkloadResource + k8s_openapi::Resource>(
-    client: &kube::Client,
-    namespace: Option<&str>,
-) -> Result<Vec<WorkloadView>, ExplainError> {
-    let api: Api<K> = scoped_api(client, namespace);
-    match api.list(&ListParams::default()).await {
-        Ok(list) => Ok(list.items.iter().filter_map(project).collect()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
-        Err(e) => Err(api_error(
-            e,
-            "list",
-            K::URL_PATH_SEGMENT,
-            namespace.unwrap_or("(all)"),
-        )),
-    }
 }
 
 /// Runs the command; returns the exit code (0 nothing to report, 1 something listed, 2 error).
@@ -151,7 +133,7 @@ async fn status(
     for (ns, views) in by_namespace {
         let sources = read_sources(&client, &ns, &settings.policy).await?;
         for view in &views {
-            let explanation = explain::explain(view, None, &sources, settings, now);
+            let explanation = explain::explain(view, None, &views, &sources, settings, now);
             let failed: Vec<&Event> = failures
                 .iter()
                 .filter(|e| {

@@ -117,7 +117,7 @@ async fn explain_answers_every_why_and_flips_once_the_controller_ran() {
     );
     assert_eq!(
         lines[2],
-        "    container app gets STAKATER_APP_CONFIG_CONFIGMAP"
+        "    container app gets STAKATER_APP_CONFIG_CONFIGMAP (the first container: the source is named, not referenced)"
     );
     assert!(
         lines[3].starts_with(&format!(
@@ -153,6 +153,12 @@ async fn explain_answers_every_why_and_flips_once_the_controller_ran() {
     assert!(
         text.contains(
             "  Secret db: auto (secret.reloader.stakater.com/auto) and the pod spec references it"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "    container app gets STAKATER_DB_SECRET (the first container that mounts or reads it)"
         ),
         "{text}"
     );
@@ -400,6 +406,51 @@ async fn status_lists_what_needs_a_look_oldest_first() {
     assert_eq!(code, 1);
     assert!(
         text.starts_with("NAMESPACE\tWORKLOAD\tSTATE\tAGE\tDETAIL"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn explain_names_the_governor_hold_given_the_controllers_flags() {
+    let (cluster, ns, client) = setup("explain-gov").await;
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "2"}))).await;
+    let recorded = json!({"configmap.reloader.stakater.com/reload": "cfg",
+        "kube-reloader.io/digests": format!("{{\"configmap/cfg\":\"{}\"}}", sha1("v=1"))});
+    for name in ["a-first", "b-second"] {
+        create::<Deployment>(
+            &client,
+            &ns,
+            deployment(name, recorded.clone(), uses(&[], &[])),
+        )
+        .await;
+    }
+    let gate = |name: &str| {
+        let target = format!("deploy/{name}");
+        explain(
+            Path::new(BINARY),
+            &cluster.kubeconfig,
+            &["--health-gate", "--canary=1", "explain", &target, "-n", &ns],
+        )
+    };
+    let (code, text, stderr) = gate("b-second");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        text.contains("verdict: will reload (ConfigMap cfg changed); waiting: canary: a-first (Deployment) reloads first"),
+        "{text}"
+    );
+    let (_, text, _) = gate("a-first");
+    assert!(
+        text.contains("verdict: will reload (ConfigMap cfg changed)\n"),
+        "the canary goes first: {text}"
+    );
+    // Without the flag: no hold.
+    let (_, text, _) = explain(
+        Path::new(BINARY),
+        &cluster.kubeconfig,
+        &["explain", "deploy/b-second", "-n", &ns],
+    );
+    assert!(
+        text.contains("verdict: will reload (ConfigMap cfg changed)\n"),
         "{text}"
     );
 }
