@@ -414,6 +414,36 @@ pub fn explain(
             verdict,
         });
     }
+    if settings.prune_stale_markers {
+        let keep: BTreeSet<String> = candidates
+            .iter()
+            .filter(|(kind, name)| {
+                reports
+                    .iter()
+                    .find(|r| r.kind == kind_name(*kind) && r.name == *name)
+                    .is_none_or(|r| r.tracked || !r.exists)
+            })
+            .map(|(kind, name)| env_var_name(name, *kind))
+            .collect();
+        let stale = crate::model::stale::stale_markers(
+            pod.spec,
+            pod.annotations.contains_key(LAST_RELOADED_FROM),
+            &keep,
+            settings.strategy,
+        );
+        for (container, name) in &stale.env {
+            problems.push(format!(
+                "stale marker {name} on container {container} (its source is no longer tracked): \
+                 removed with the next reload, never on its own"
+            ));
+        }
+        if stale.last_reloaded_from {
+            problems.push(format!(
+                "stale {LAST_RELOADED_FROM} annotation (the strategy is env-vars): removed with \
+                 the next reload"
+            ));
+        }
+    }
     let interest = Interest::of(view, policy);
     let plan = planner::plan(&PlanInput {
         view,
@@ -428,6 +458,7 @@ pub fn explain(
             reload_on_create: settings.reload_on_create,
             reload_on_delete: settings.reload_on_delete,
             reload_unrecorded: false,
+            prune_stale: settings.prune_stale_markers,
         },
         now,
     });

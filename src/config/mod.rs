@@ -204,6 +204,11 @@ pub struct Cli {
     #[arg(long, default_value = "")]
     pub reload_window: String,
 
+    /// With a reload, also remove the STAKATER_* env vars and `last-reloaded-from` of sources
+    /// the workload no longer tracks (never in a write of their own: that would roll the pods).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    pub prune_stale_markers: bool,
+
     /// Rollout governor: write nothing to workloads; publish a WouldReload Event for each reload
     /// instead. Per workload: kube-reloader.io/mode: notify.
     #[arg(long)]
@@ -405,6 +410,8 @@ pub struct Settings {
     pub test_write_delay: Option<Duration>,
     /// The rollout governor's flags.
     pub limits: Limits,
+    /// `--prune-stale-markers`.
+    pub prune_stale_markers: bool,
     /// Upstream's `ALERT_*` variables as set (names to values; the URL carries a token and is
     /// never logged).
     pub alert_vars: std::collections::BTreeMap<&'static str, String>,
@@ -716,6 +723,7 @@ impl Cli {
             shutdown_grace,
             test_write_delay,
             limits,
+            prune_stale_markers: self.prune_stale_markers,
             alert_vars,
         })
     }

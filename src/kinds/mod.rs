@@ -86,13 +86,15 @@ impl Work<'_> {
             .iter()
             .map(|c| c.name.as_str())
             .collect();
-        TemplateEdit::new(
+        let mut edit = TemplateEdit::new(
             strategy,
             &self.view.key.namespace,
             &containers,
             &self.reload.changes,
             self.now,
-        )
+        );
+        edit.prune(&self.reload.stale);
+        edit
     }
 }
 

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use crate::model::digest::env_var_name;
 use crate::model::plan::{Cause, Change};
 use crate::model::policy::LAST_RELOADED_FROM;
+use crate::model::stale::StaleMarkers;
 
 /// How a reload is written into the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct TemplateEdit {
     pub containers: Vec<ContainerEdit>,
     /// The new `last-reloaded-from` value (annotations strategy).
     pub last_reloaded_from: Option<String>,
+    /// Remove a stale `last-reloaded-from` (env-vars strategy).
+    pub remove_last_reloaded_from: bool,
 }
 
 #[derive(Serialize)]
@@ -118,6 +121,7 @@ impl TemplateEdit {
             // name order) is the one that stays, as it would after sequential upstream writes.
             Strategy::Annotations => Self {
                 containers: Vec::new(),
+                remove_last_reloaded_from: false,
                 last_reloaded_from: changes.last().map(|change| {
                     let container = containers
                         .get(change.container)
@@ -137,13 +141,49 @@ impl TemplateEdit {
         }
     }
 
+    /// Also removes `stale` markers (only in a write that reloads anyway).
+    pub fn prune(&mut self, stale: &StaleMarkers) {
+        for (container, name) in &stale.env {
+            let remove = EnvEdit::Remove { name: name.clone() };
+            match self.containers.iter_mut().find(|c| c.container == *container) {
+                Some(edit) => {
+                    let set = edit.env.iter().any(|e| matches!(e, EnvEdit::Set { name: n, .. } if n == name));
+                    if !set {
+                        edit.env.push(remove);
+                    }
+                }
+                None => self.containers.push(ContainerEdit {
+                    container: container.clone(),
+                    env: vec![remove],
+                }),
+            }
+        }
+        self.remove_last_reloaded_from =
+            stale.last_reloaded_from && self.last_reloaded_from.is_none();
+    }
+
+    /// The pod template's annotations part of the edit, if any.
+    fn annotations(&self) -> Option<Value> {
+        match &self.last_reloaded_from {
+            Some(value) => Some(json!({"annotations": {LAST_RELOADED_FROM: value}})),
+            None if self.remove_last_reloaded_from => {
+                Some(json!({"annotations": {LAST_RELOADED_FROM: null}}))
+            }
+            None => None,
+        }
+    }
+
     /// The strategic-merge patch of the edit, nested at `path` (env vars merge by container
     /// and variable name, so no other writer's change can be lost).
     pub fn strategic(&self, path: TemplatePath) -> Value {
-        let template = match &self.last_reloaded_from {
-            Some(value) => json!({"metadata": {"annotations": {LAST_RELOADED_FROM: value}}}),
-            None if self.containers.is_empty() => json!({}),
-            None => {
+        let mut template = Map::new();
+        if let Some(annotations) = self.annotations() {
+            template.insert("metadata".to_owned(), annotations);
+        }
+        let template = if self.containers.is_empty() {
+            Value::Object(template)
+        } else {
+            {
                 let list: Vec<Value> = self
                     .containers
                     .iter()
@@ -163,7 +203,8 @@ impl TemplateEdit {
                         json!({"name": c.container, "env": env})
                     })
                     .collect();
-                json!({"spec": {"containers": list}})
+                template.insert("spec".to_owned(), json!({"containers": list}));
+                Value::Object(template)
             }
         };
         nest(path, template)
@@ -173,22 +214,20 @@ impl TemplateEdit {
     /// env-vars it carries the full container list of `template` with the edit applied; the
     /// caller guards it with the resourceVersion `template` was read at.
     pub fn merge(&self, path: TemplatePath, template: &PodTemplateSpec) -> Value {
-        match &self.last_reloaded_from {
-            Some(value) => nest(
-                path,
-                json!({"metadata": {"annotations": {LAST_RELOADED_FROM: value}}}),
-            ),
-            None if self.containers.is_empty() => nest(path, json!({})),
-            None => {
-                let mut updated = template.clone();
-                self.apply(&mut updated);
-                let containers = updated
-                    .spec
-                    .map(|s| serde_json::to_value(s.containers).unwrap_or(Value::Null))
-                    .unwrap_or(Value::Null);
-                nest(path, json!({"spec": {"containers": containers}}))
-            }
+        let mut patch = Map::new();
+        if let Some(annotations) = self.annotations() {
+            patch.insert("metadata".to_owned(), annotations);
         }
+        if !self.containers.is_empty() {
+            let mut updated = template.clone();
+            self.apply(&mut updated);
+            let containers = updated
+                .spec
+                .map(|s| serde_json::to_value(s.containers).unwrap_or(Value::Null))
+                .unwrap_or(Value::Null);
+            patch.insert("spec".to_owned(), json!({"containers": containers}));
+        }
+        nest(path, Value::Object(patch))
     }
 
     /// Applies the edit to a pod template in memory.
@@ -200,7 +239,13 @@ impl TemplateEdit {
                 .annotations
                 .get_or_insert_with(Default::default)
                 .insert(LAST_RELOADED_FROM.to_owned(), value.clone());
-            return;
+        } else if self.remove_last_reloaded_from
+            && let Some(annotations) = template
+                .metadata
+                .as_mut()
+                .and_then(|m| m.annotations.as_mut())
+        {
+            annotations.remove(LAST_RELOADED_FROM);
         }
         let Some(spec) = template.spec.as_mut() else {
             return;

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod progress;
 pub mod refs;
 pub mod source;
+pub mod stale;
 pub mod window;
 pub mod workload;
 

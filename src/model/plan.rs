@@ -115,6 +115,8 @@ pub struct PlanOptions {
     /// Set for kinds we may not watch (a workload may appear to us only after the change it
     /// missed, as upstream's list-per-change model sees it) or may not record a baseline on.
     pub reload_unrecorded: bool,
+    /// `--prune-stale-markers`: a reload also removes the markers of sources no longer tracked.
+    pub prune_stale: bool,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +251,7 @@ mod tests {
             reload_on_create: false,
             reload_on_delete: false,
             reload_unrecorded: false,
+            prune_stale: true,
         }
     }
 
@@ -514,6 +517,7 @@ mod tests {
             reload_on_create: false,
             reload_on_delete: true,
             reload_unrecorded: false,
+            prune_stale: true,
         };
         let Decision::Reload {
             ledger: new_ledger,

@@ -17,6 +17,8 @@ use crate::model::policy::{
     InvalidPattern, LAST_RELOADED_FROM, Policy, SourceRef, WorkloadAnnotations,
 };
 use crate::model::refs;
+use crate::model::stale::{self, StaleMarkers};
+use crate::model::digest::env_var_name;
 use crate::model::source::NamespaceSources;
 use crate::model::workload::{WorkloadKind, WorkloadView};
 
@@ -87,6 +89,8 @@ pub struct Reload {
     pub pause: Option<Duration>,
     /// The resourceVersion the plan was made from.
     pub version: Option<u64>,
+    /// Markers of sources no longer tracked, removed in the same write.
+    pub stale: StaleMarkers,
 }
 
 /// What to do with one workload now.
@@ -163,7 +167,21 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             problems,
         };
     }
-    let (tracked, deleted) = tracked_sources(input, pod);
+    let TrackedSources {
+        tracked,
+        deleted,
+        keep,
+    } = tracked_sources(input, pod);
+    let stale = if input.options.prune_stale {
+        stale::stale_markers(
+            pod.spec,
+            pod.annotations.contains_key(LAST_RELOADED_FROM),
+            &keep,
+            input.options.strategy,
+        )
+    } else {
+        StaleMarkers::default()
+    };
     let markers = Markers {
         ledger: input
             .recorded
@@ -179,6 +197,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             changes,
             pause,
             version: input.version,
+            stale: stale.clone(),
         })
     };
     if recreating {
@@ -275,7 +294,16 @@ pub fn tracks(
 /// The sources the workload tracks now (with the container that carries each marker), and
 /// the tracked ones that were deleted. Only candidates are looked at: names listed exactly,
 /// sources the pod spec references, and every source of a kind with pattern items.
-fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>) -> (Vec<Tracked>, Vec<Deleted>) {
+/// What a workload tracks now.
+struct TrackedSources {
+    tracked: Vec<Tracked>,
+    deleted: Vec<Deleted>,
+    /// Env-var names whose markers stay: tracked sources, and referenced or listed sources
+    /// missing right now (their markers wait for them).
+    keep: BTreeSet<String>,
+}
+
+fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>) -> TrackedSources {
     let view = input.view;
     let workload = WorkloadAnnotations {
         kind: view.key.kind,
@@ -313,8 +341,10 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>) -> (Vec<Tracked>
     }
     let mut tracked = Vec::new();
     let mut deleted = Vec::new();
+    let mut keep = BTreeSet::new();
     for (kind, name) in candidates {
         let Some(entry) = input.sources.get(&(kind, name.to_owned())) else {
+            keep.insert(env_var_name(name, kind));
             continue;
         };
         let source = SourceRef {
@@ -329,6 +359,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>) -> (Vec<Tracked>
         else {
             continue;
         };
+        keep.insert(env_var_name(name, kind));
         match &entry.digest {
             Some(digest) => tracked.push(Tracked {
                 kind,
@@ -345,7 +376,11 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>) -> (Vec<Tracked>
             }),
         }
     }
-    (tracked, deleted)
+    TrackedSources {
+        tracked,
+        deleted,
+        keep,
+    }
 }
 
 #[cfg(test)]
@@ -429,6 +464,7 @@ mod tests {
             reload_on_create: false,
             reload_on_delete: false,
             reload_unrecorded: false,
+            prune_stale: true,
         }
     }
 

@@ -119,6 +119,7 @@ impl Context {
             reload_on_create: self.settings.reload_on_create,
             reload_on_delete: self.settings.reload_on_delete,
             reload_unrecorded: false,
+            prune_stale: self.settings.prune_stale_markers,
         }
     }
 

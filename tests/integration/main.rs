@@ -25,5 +25,6 @@ mod pipeline;
 mod rbac;
 mod reload;
 mod smoke;
+mod stale;
 mod support;
 mod upstream_rbac;
