@@ -145,9 +145,16 @@ impl TemplateEdit {
     pub fn prune(&mut self, stale: &StaleMarkers) {
         for (container, name) in &stale.env {
             let remove = EnvEdit::Remove { name: name.clone() };
-            match self.containers.iter_mut().find(|c| c.container == *container) {
+            match self
+                .containers
+                .iter_mut()
+                .find(|c| c.container == *container)
+            {
                 Some(edit) => {
-                    let set = edit.env.iter().any(|e| matches!(e, EnvEdit::Set { name: n, .. } if n == name));
+                    let set = edit
+                        .env
+                        .iter()
+                        .any(|e| matches!(e, EnvEdit::Set { name: n, .. } if n == name));
                     if !set {
                         edit.env.push(remove);
                     }

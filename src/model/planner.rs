@@ -9,6 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::model::digest::SourceKind;
+use crate::model::digest::env_var_name;
 use crate::model::interest::{Interest, SOURCE_KINDS};
 use crate::model::ledger::LEDGER_ANNOTATION;
 use crate::model::pause::{self, InvalidPeriod, PauseState};
@@ -17,9 +18,8 @@ use crate::model::policy::{
     InvalidPattern, LAST_RELOADED_FROM, Policy, SourceRef, WorkloadAnnotations,
 };
 use crate::model::refs;
-use crate::model::stale::{self, StaleMarkers};
-use crate::model::digest::env_var_name;
 use crate::model::source::NamespaceSources;
+use crate::model::stale::{self, StaleMarkers};
 use crate::model::workload::{WorkloadKind, WorkloadView};
 
 /// The pod template a workload runs.
@@ -814,9 +814,45 @@ mod tests {
                 ledger: old.clone(),
                 changes: vec![],
                 pause: None,
-                version: Some(7)
+                version: Some(7),
+                stale: StaleMarkers::default(),
             }
         );
+    }
+
+    #[test]
+    fn a_reload_carries_the_stale_markers_of_untracked_sources() {
+        let mut v = view(
+            WorkloadKind::Deployment,
+            &[("configmap.reloader.stakater.com/reload", "cfg")],
+            json!({"containers": [{"name": "app", "env": [
+                {"name": "STAKATER_CFG_CONFIGMAP", "value": A},
+                {"name": "STAKATER_OLD_CONFIGMAP", "value": A},
+                {"name": "STAKATER_MISSING_SECRET", "value": A}]}],
+                "volumes": [{"name": "s", "secret": {"secretName": "missing"}}]}),
+        );
+        v.annotations
+            .insert(LEDGER_ANNOTATION.into(), ledger(&[("configmap/cfg", A)]));
+        let plan = run(
+            &v,
+            &sources(&[(CM, "cfg", Some(B), &[]), (CM, "old", Some(A), &[])]),
+        );
+        let reload = reload_of(&plan);
+        assert_eq!(
+            reload.stale.env,
+            [("app".to_owned(), "STAKATER_OLD_CONFIGMAP".to_owned())],
+            "the missing but referenced Secret keeps its marker"
+        );
+        let off = run_with(
+            &v,
+            None,
+            &sources(&[(CM, "cfg", Some(B), &[])]),
+            PlanOptions {
+                prune_stale: false,
+                ..options()
+            },
+        );
+        assert!(reload_of(&off).stale.is_empty());
     }
 
     #[test]

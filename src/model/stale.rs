@@ -73,8 +73,10 @@ mod tests {
     use serde_json::json;
 
     fn spec(env: serde_json::Value) -> PodSpec {
-        serde_json::from_value(json!({"containers": [{"name": "app", "env": env}, {"name": "side"}]}))
-            .unwrap()
+        serde_json::from_value(
+            json!({"containers": [{"name": "app", "env": env}, {"name": "side"}]}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -99,8 +101,15 @@ mod tests {
         );
         assert!(!stale.last_reloaded_from);
         let switched = stale_markers(&spec, true, &keep, Strategy::Annotations);
-        assert_eq!(switched.env.len(), 3, "a strategy switch leaves every env marker stale");
-        assert!(!switched.last_reloaded_from, "rewritten by the reload itself");
+        assert_eq!(
+            switched.env.len(),
+            3,
+            "a strategy switch leaves every env marker stale"
+        );
+        assert!(
+            !switched.last_reloaded_from,
+            "rewritten by the reload itself"
+        );
         let back = stale_markers(&spec, true, &keep, Strategy::EnvVars);
         assert!(back.last_reloaded_from);
         assert!(stale_markers(&PodSpec::default(), false, &keep, Strategy::EnvVars).is_empty());

@@ -1545,6 +1545,7 @@ async fn governor_values_render_flags_the_binary_accepts() {
     let cluster = cluster(Tier::A).await;
     let sets: Vec<String> = [
         "reloader.shutdownGracePeriod=20s",
+        "reloader.pruneStaleMarkers=false",
         "reloader.governor.debounce=30s",
         "reloader.governor.maxConcurrentRollouts=5",
         "reloader.governor.maxConcurrentRolloutsPerNamespace=2",
@@ -1562,6 +1563,7 @@ async fn governor_values_render_flags_the_binary_accepts() {
     let rendered = args(&docs);
     for expected in [
         "--shutdown-grace-period=20s",
+        "--prune-stale-markers=false",
         "--debounce=30s",
         "--max-concurrent-rollouts=5",
         "--max-concurrent-rollouts-per-namespace=2",
@@ -1586,6 +1588,7 @@ async fn governor_values_render_flags_the_binary_accepts() {
     assert_eq!(settings.limits.max_concurrent, 5);
     assert_eq!(settings.limits.canaries, Some(2));
     assert!(settings.limits.window.is_some() && settings.limits.dry_run);
+    assert!(!settings.prune_stale_markers);
     let defaults = args(&render(&cluster, "rel", "relns", &[], &[]));
     assert!(
         !defaults
