@@ -762,57 +762,38 @@ pub async fn read_sources(
     namespace: &str,
     policy: &Policy,
 ) -> Result<NamespaceSources, ExplainError> {
-    let keep = [policy.keys.ignore.clone(), policy.keys.search_match.clone()];
-    let annotations = |a: &BTreeMap<String, String>| {
-        a.iter()
-            .filter(|(k, _)| keep.contains(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
+    let entry =
+        |digest, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| SourceEntry {
+            digest: Some(digest),
+            annotations: policy
+                .source_annotations(meta.annotations.as_ref().unwrap_or(&BTreeMap::new())),
+            created_while_running: false,
+            data_changed_at: None,
+        };
     let mut sources = NamespaceSources::new();
     let configmaps = Api::<ConfigMap>::namespaced(client.clone(), namespace)
         .list(&ListParams::default())
         .await
         .map_err(|e| api_error(e, "list", "configmaps", namespace))?;
     for cm in &configmaps.items {
-        let Some(name) = cm.metadata.name.clone() else {
-            continue;
-        };
-        sources.insert(
-            (SourceKind::ConfigMap, name),
-            SourceEntry {
-                digest: Some(digest::configmap(cm)),
-                annotations: annotations(
-                    cm.metadata.annotations.as_ref().unwrap_or(&BTreeMap::new()),
-                ),
-                created_while_running: false,
-                data_changed_at: None,
-            },
-        );
+        if let Some(name) = cm.metadata.name.clone() {
+            sources.insert(
+                (SourceKind::ConfigMap, name),
+                entry(digest::configmap(cm), &cm.metadata),
+            );
+        }
     }
     let secrets = Api::<Secret>::namespaced(client.clone(), namespace)
         .list(&ListParams::default())
         .await
         .map_err(|e| api_error(e, "list", "secrets", namespace))?;
     for secret in &secrets.items {
-        let Some(name) = secret.metadata.name.clone() else {
-            continue;
-        };
-        sources.insert(
-            (SourceKind::Secret, name),
-            SourceEntry {
-                digest: Some(digest::secret(secret)),
-                annotations: annotations(
-                    secret
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .unwrap_or(&BTreeMap::new()),
-                ),
-                created_while_running: false,
-                data_changed_at: None,
-            },
-        );
+        if let Some(name) = secret.metadata.name.clone() {
+            sources.insert(
+                (SourceKind::Secret, name),
+                entry(digest::secret(secret), &secret.metadata),
+            );
+        }
     }
     Ok(sources)
 }

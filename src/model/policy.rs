@@ -300,6 +300,18 @@ impl Policy {
         }
     }
 
+    /// The annotations of a source that a decision reads (ignore and match); the rest is
+    /// dropped on arrival.
+    pub fn source_annotations(
+        &self,
+        annotations: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
+        [&self.keys.ignore, &self.keys.search_match]
+            .into_iter()
+            .filter_map(|key| Some((key.clone(), annotations.get(key)?.clone())))
+            .collect()
+    }
+
     /// The (named list, typed auto, exclude) annotation keys for sources of `kind`.
     pub fn keys_for(&self, kind: SourceKind) -> (&str, &str, &'static str) {
         kind_keys(&self.keys, kind)

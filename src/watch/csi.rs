@@ -51,10 +51,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Keeps the ignore/match annotations of SecretProviderClasses.
 pub async fn watch_classes(ctx: Arc<Context>, namespace: Option<String>) {
-    let keys = [
-        ctx.settings.policy.keys.ignore.clone(),
-        ctx.settings.policy.keys.search_match.clone(),
-    ];
     let watched = Watched::Sources("secretproviderclasses", namespace.clone());
     let mut stream = watcher(
         scoped_api::<SecretProviderClass>(&ctx.client, namespace.as_deref()),
@@ -69,12 +65,7 @@ pub async fn watch_classes(ctx: Arc<Context>, namespace: Option<String>) {
                 let Some(ns) = class.namespace() else {
                     continue;
                 };
-                let annotations: BTreeMap<String, String> = class
-                    .annotations()
-                    .iter()
-                    .filter(|(k, _)| keys.contains(k))
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
+                let annotations = ctx.settings.policy.source_annotations(class.annotations());
                 let name = class.name_any();
                 lock(&ctx.csi.annotations).insert((ns.clone(), name.clone()), annotations.clone());
                 // A status seen before its class carries no annotations yet: fix it up.

@@ -52,18 +52,9 @@ pub async fn run<K>(
     if let Some(selector) = &ctx.settings.resource_selector {
         config = config.labels(selector);
     }
-    let keys = [
-        ctx.settings.policy.keys.ignore.clone(),
-        ctx.settings.policy.keys.search_match.clone(),
-    ];
     let entry = |object: &K, created: bool| SourceEntry {
         digest: Some(hash(object)),
-        annotations: object
-            .annotations()
-            .iter()
-            .filter(|(k, _)| keys.contains(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        annotations: ctx.settings.policy.source_annotations(object.annotations()),
         created_while_running: created,
         // Kept by the cache only when the digest differs from the one it held.
         data_changed_at: Some(crate::reconcile::unix_now()),
