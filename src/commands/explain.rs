@@ -537,13 +537,7 @@ fn neighbour_hold(
 ) -> Option<String> {
     let limits = &settings.limits;
     let timeout = limits.rollout_timeout;
-    let stamp = |v: &WorkloadView| {
-        v.annotations
-            .get(governor::RELOADED_AT_ANNOTATION)
-            .and_then(|t| t.trim().parse::<i64>().ok())
-    };
     if let Some(canaries) = limits.canaries {
-        let label = |v: &WorkloadView| format!("{} ({})", v.key.name, v.key.kind.as_str());
         for change in &reload.changes {
             let empty = BTreeMap::new();
             let source = SourceRef {
@@ -568,25 +562,7 @@ fn neighbour_hold(
                 })
                 .chain(std::iter::once(view))
                 .collect();
-            let labels: Vec<String> = others.iter().map(|v| label(v)).collect();
-            let trackers: Vec<governor::Tracker<'_>> = others
-                .iter()
-                .zip(&labels)
-                .map(|(v, name)| governor::Tracker {
-                    name,
-                    waiting_since: None,
-                    has_new_data: v.key != view.key
-                        && Ledger::parse(v.annotations.get(LEDGER_ANNOTATION).map(String::as_str))
-                            .get(change.kind, &change.name)
-                            == Some(change.digest.as_str()),
-                    progress: v.progress.clone().unwrap_or(governor::Progress {
-                        complete: true,
-                        failed: None,
-                    }),
-                    reloaded_at: stamp(v),
-                })
-                .collect();
-            match governor::canary_state(&label(view), &trackers, canaries, now, timeout) {
+            match governor::canary_for(view, change, &others, canaries, None, (now, timeout)) {
                 governor::CanaryState::Waiting { canary } => {
                     return Some(format!(
                         "canary: {canary} reloads first and must complete its rollout"
@@ -605,7 +581,7 @@ fn neighbour_hold(
         .filter(|v| {
             v.progress
                 .as_ref()
-                .is_some_and(|p| governor::in_progress(p, stamp(v), now, timeout))
+                .is_some_and(|p| governor::in_progress(p, governor::reloaded_at(v), now, timeout))
         })
         .count();
     for cap in [limits.max_concurrent_per_namespace, limits.max_concurrent] {
@@ -616,7 +592,10 @@ fn neighbour_hold(
         }
     }
     if limits.max_per_minute > 0 {
-        let stamps: Vec<i64> = neighbours.iter().filter_map(stamp).collect();
+        let stamps: Vec<i64> = neighbours
+            .iter()
+            .filter_map(governor::reloaded_at)
+            .collect();
         let wait = governor::rate_wait(stamps, limits.max_per_minute, now);
         if wait > 0 {
             return Some(format!(

@@ -6,8 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::pause::parse_go_duration;
+use crate::model::plan::Change;
 use crate::model::window::Window;
+use crate::model::workload::WorkloadView;
 
 /// Per-workload debounce period (`"30s"`).
 pub const DEBOUNCE_ANNOTATION: &str = "kube-reloader.io/debounce";
@@ -412,6 +415,46 @@ pub struct Tracker<'a> {
     pub progress: Progress,
     /// When we reloaded it.
     pub reloaded_at: Option<i64>,
+}
+
+/// When we last reloaded the workload (its `reloaded-at` stamp).
+pub fn reloaded_at(view: &WorkloadView) -> Option<i64> {
+    view.annotations
+        .get(RELOADED_AT_ANNOTATION)
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The health gate for `view`'s reload for `change`, among `trackers`: the workloads that track
+/// the changed source (`view` among them). A tracker has the new data when its ledger records
+/// the change's digest; one without a rollout status counts as complete.
+pub fn canary_for(
+    view: &WorkloadView,
+    change: &Change,
+    trackers: &[&WorkloadView],
+    canaries: u32,
+    waiting_since: Option<i64>,
+    (now, timeout): (i64, i64),
+) -> CanaryState {
+    let label = |v: &WorkloadView| format!("{} ({})", v.key.name, v.key.kind.as_str());
+    let labels: Vec<String> = trackers.iter().map(|v| label(v)).collect();
+    let trackers: Vec<Tracker<'_>> = trackers
+        .iter()
+        .zip(&labels)
+        .map(|(v, name)| Tracker {
+            name,
+            waiting_since,
+            has_new_data: v.key != view.key
+                && Ledger::parse(v.annotations.get(LEDGER_ANNOTATION).map(String::as_str))
+                    .get(change.kind, &change.name)
+                    == Some(change.digest.as_str()),
+            progress: v.progress.clone().unwrap_or(Progress {
+                complete: true,
+                failed: None,
+            }),
+            reloaded_at: reloaded_at(v),
+        })
+        .collect();
+    canary_state(&label(view), &trackers, canaries, now, timeout)
 }
 
 /// The health gate for workload `name` and one change reaching `trackers` (including it).

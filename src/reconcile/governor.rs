@@ -17,11 +17,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use serde_json::json;
 
 use crate::index;
-use crate::model::governor::{
-    self, CanaryState, Gate, GateInput, Hold, InvalidRule, Limits, Load, RELOADED_AT_ANNOTATION,
-    Tracker,
-};
-use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
+use crate::model::governor::{self, CanaryState, Gate, GateInput, Hold, InvalidRule, Limits, Load};
 use crate::model::pause::rfc3339;
 use crate::model::plan::{Cause, Change};
 use crate::model::planner::{self, PodTemplate, Reload};
@@ -226,12 +222,6 @@ pub fn reports_only(ctx: &Context, view: &WorkloadView) -> bool {
             == Some("notify")
 }
 
-fn reloaded_at(view: &WorkloadView) -> Option<i64> {
-    view.annotations
-        .get(RELOADED_AT_ANNOTATION)
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// Rollouts of ours in progress, other than `key`'s and those being written, in all and in
 /// its namespace.
 fn in_progress(ctx: &Context, key: &WorkloadKey, now: i64, writing: &HashSet<WorkloadKey>) -> Load {
@@ -242,7 +232,7 @@ fn in_progress(ctx: &Context, key: &WorkloadKey, now: i64, writing: &HashSet<Wor
             && ctx.filter.allows(&v.key.namespace)
             && v.progress
                 .as_ref()
-                .is_some_and(|p| governor::in_progress(p, reloaded_at(v), now, timeout))
+                .is_some_and(|p| governor::in_progress(p, governor::reloaded_at(v), now, timeout))
     });
     // Without a watch, their status moves only through LISTs.
     for view in &busy {
@@ -264,9 +254,9 @@ fn in_progress(ctx: &Context, key: &WorkloadKey, now: i64, writing: &HashSet<Wor
 fn reload_times(ctx: &Context, now: i64, writing: &HashSet<WorkloadKey>) -> Vec<i64> {
     let mut stamps: Vec<i64> = ctx
         .workloads
-        .views_where(|v| !writing.contains(&v.key) && reloaded_at(v).is_some())
+        .views_where(|v| !writing.contains(&v.key) && governor::reloaded_at(v).is_some())
         .iter()
-        .filter_map(|v| reloaded_at(v))
+        .filter_map(|v| governor::reloaded_at(v))
         .collect();
     stamps.extend(std::iter::repeat_n(now, writing.len()));
     stamps
@@ -283,8 +273,6 @@ fn canary(
     let timeout = ctx.settings.limits.rollout_timeout;
     let ns = &view.key.namespace;
     let mut strictest = (CanaryState::Ungated, None, false);
-    let label = |v: &WorkloadView| format!("{} ({})", v.key.name, v.key.kind.as_str());
-    let me = label(view);
     for change in reload.changes.iter().filter(|c| c.cause != Cause::Deleted) {
         let source_entry = ctx.sources.get(change.kind, ns, &change.name);
         let empty = BTreeMap::new();
@@ -329,33 +317,15 @@ fn canary(
         for s in &stored {
             ctx.listers.follow(s.view.key.kind, &s.view.key.namespace);
         }
-        let labels: Vec<String> = stored.iter().map(|s| label(&s.view)).collect();
-        let trackers: Vec<Tracker<'_>> = stored
-            .iter()
-            .zip(&labels)
-            .map(|(s, name)| {
-                let has_new_data = s.view.key != view.key
-                    && Ledger::parse(
-                        s.view
-                            .annotations
-                            .get(LEDGER_ANNOTATION)
-                            .map(String::as_str),
-                    )
-                    .get(change.kind, &change.name)
-                        == Some(change.digest.as_str());
-                Tracker {
-                    name,
-                    waiting_since: Some(waiting_since),
-                    has_new_data,
-                    progress: s.view.progress.clone().unwrap_or(governor::Progress {
-                        complete: true,
-                        failed: None,
-                    }),
-                    reloaded_at: reloaded_at(&s.view),
-                }
-            })
-            .collect();
-        let state = governor::canary_state(&me, &trackers, canaries, now, timeout);
+        let trackers: Vec<&WorkloadView> = stored.iter().map(|s| s.view.as_ref()).collect();
+        let state = governor::canary_for(
+            view,
+            change,
+            &trackers,
+            canaries,
+            Some(waiting_since),
+            (now, timeout),
+        );
         let rank = |s: &CanaryState| match s {
             CanaryState::Halted { .. } => 3,
             CanaryState::Waiting { .. } => 2,
