@@ -98,6 +98,14 @@ fn deadline_exceeded(status: &serde_json::Value) -> Option<String> {
         })
 }
 
+/// Whether a loosely read status has seen `generation` and has `desired` replicas updated and
+/// available.
+fn caught_up(status: &serde_json::Value, generation: Option<i64>, desired: i64) -> bool {
+    number(status, "observedGeneration").unwrap_or(0) >= generation.unwrap_or(0)
+        && number(status, "updatedReplicas").unwrap_or(0) == desired
+        && number(status, "availableReplicas").unwrap_or(0) == desired
+}
+
 /// An Argo Rollout: latest spec seen, every replica updated and available, phase Healthy;
 /// failed when Degraded or past its progress deadline.
 pub fn rollout(
@@ -120,10 +128,7 @@ pub fn rollout(
             )
         })
     });
-    let complete = number(status, "observedGeneration").unwrap_or(0) >= generation.unwrap_or(0)
-        && number(status, "updatedReplicas").unwrap_or(0) == desired
-        && number(status, "availableReplicas").unwrap_or(0) == desired
-        && phase.is_none_or(|p| p == "Healthy");
+    let complete = caught_up(status, generation, desired) && phase.is_none_or(|p| p == "Healthy");
     Progress { complete, failed }
 }
 
@@ -138,9 +143,7 @@ pub fn deployment_config(
         return Progress::default();
     };
     let desired = i64::from(replicas.unwrap_or(1));
-    let complete = number(status, "observedGeneration").unwrap_or(0) >= generation.unwrap_or(0)
-        && number(status, "updatedReplicas").unwrap_or(0) == desired
-        && number(status, "availableReplicas").unwrap_or(0) == desired
+    let complete = caught_up(status, generation, desired)
         && number(status, "replicas").unwrap_or(0) == desired;
     Progress {
         complete,

@@ -342,18 +342,21 @@ fn canary(
     strictest
 }
 
+/// A source and the digest a change gives it, as the governor's notices name it.
+fn source_text(change: &Change) -> String {
+    format!(
+        "{} '{}' (digest {})",
+        change.kind.upstream_type(),
+        change.name,
+        change.digest.as_str()
+    )
+}
+
 fn sources_text(reload: &Reload) -> String {
     reload
         .changes
         .iter()
-        .map(|c| {
-            format!(
-                "{} '{}' (digest {})",
-                c.kind.upstream_type(),
-                c.name,
-                c.digest.as_str()
-            )
-        })
+        .map(source_text)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -511,17 +514,7 @@ pub async fn admit(
                         .await;
                 }
                 (Hold::Halted, CanaryState::Halted { canary, reason }) => {
-                    let source = gated
-                        .as_ref()
-                        .map(|c| {
-                            format!(
-                                "{} '{}' (digest {})",
-                                c.kind.upstream_type(),
-                                c.name,
-                                c.digest.as_str()
-                            )
-                        })
-                        .unwrap_or_default();
+                    let source = gated.as_ref().map(source_text).unwrap_or_default();
                     let note = format!(
                         "Reload of {} {}/{} for {source} halted: canary {canary} failed ({reason}). \
                          A new change of the source starts a new canary round.",
