@@ -9,6 +9,8 @@ use std::sync::{Arc, RwLock};
 use crate::model::digest::SourceKind;
 use crate::model::interest::Interest;
 use crate::model::policy::Policy;
+use k8s_openapi::api::core::v1::PodSpec;
+
 use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
 
 /// One stored workload: its projection, the resourceVersion it was seen at, its interest.
@@ -22,11 +24,67 @@ pub struct Stored {
     pub interest: Arc<Interest>,
 }
 
+/// A pod spec held as its JSON text. k8s-openapi's `PodSpec` and `Container` are large
+/// structs of inline options (1.5 KiB and 2.1 KiB however little they hold), so a small
+/// Deployment's decoded spec costs ~8 KiB; its JSON a few hundred bytes. It is decoded again
+/// only when a plan reads the workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PackedSpec(Box<str>);
+
+impl PackedSpec {
+    fn pack(spec: &PodSpec) -> Self {
+        // Serializing a PodSpec (plain data, string-keyed maps) cannot fail.
+        Self(serde_json::to_string(spec).unwrap_or_default().into())
+    }
+
+    fn unpack(&self) -> PodSpec {
+        serde_json::from_str(&self.0).unwrap_or_else(|e| {
+            // Unreachable: the text is our own serialization of a PodSpec.
+            tracing::error!(error = %e, "a stored pod spec does not decode");
+            PodSpec::default()
+        })
+    }
+}
+
+/// What the store holds of one workload: the projection without its pod spec, which is kept
+/// packed; [`Stored`] is materialized from it on read.
+#[derive(Debug, Clone)]
+struct Held {
+    bare: Arc<WorkloadView>,
+    spec: PackedSpec,
+    version: Option<u64>,
+    interest: Arc<Interest>,
+}
+
+impl Held {
+    fn materialize(&self) -> Stored {
+        let mut view = (*self.bare).clone();
+        view.pod_spec = self.spec.unpack();
+        Stored {
+            view: Arc::new(view),
+            version: self.version,
+            interest: self.interest.clone(),
+        }
+    }
+}
+
+/// A listed workload, packed on arrival so a large initial list never holds every decoded
+/// pod spec at once; [`WorkloadStore::replace`] takes them.
+#[derive(Debug)]
+pub struct Fresh(Held);
+
+impl Fresh {
+    /// The workload's key.
+    pub fn key(&self) -> &WorkloadKey {
+        &self.0.bare.key
+    }
+}
+
 type Local = (WorkloadKind, String);
 
 #[derive(Debug, Default)]
 struct Namespace {
-    workloads: HashMap<Local, Stored>,
+    workloads: HashMap<Local, Held>,
     named: HashMap<(SourceKind, String), BTreeSet<Local>>,
     scans: HashMap<SourceKind, BTreeSet<Local>>,
     followers: HashMap<String, BTreeSet<String>>,
@@ -75,7 +133,7 @@ impl Namespace {
         }
     }
 
-    fn insert(&mut self, local: Local, stored: Stored) {
+    fn insert(&mut self, local: Local, stored: Held) {
         if let Some(old) = self.workloads.remove(&local) {
             self.unindex(&local, &old.interest);
         }
@@ -106,19 +164,28 @@ impl WorkloadStore {
         }
     }
 
-    fn stored(&self, view: WorkloadView, version: Option<u64>) -> Stored {
+    fn held(&self, mut view: WorkloadView, version: Option<u64>) -> Held {
         let interest = Arc::new(Interest::of(&view, &self.policy));
-        Stored {
-            view: Arc::new(view),
+        let spec = PackedSpec::pack(&std::mem::take(&mut view.pod_spec));
+        Held {
+            bare: Arc::new(view),
+            spec,
             version,
             interest,
         }
     }
 
+    /// Packs a listed projection for [`Self::replace`] (its interest is computed now).
+    pub fn fresh(&self, view: WorkloadView, version: Option<u64>) -> Fresh {
+        Fresh(self.held(view, version))
+    }
+
     /// Stores a projection seen at `version`; returns false when nothing we read changed or the
     /// projection is older than the one held (e.g. a watch event overtaken by our own write's
     /// response, which is stored at once so the next plan sees what we just wrote).
-    pub fn upsert(&self, view: WorkloadView, version: Option<u64>) -> bool {
+    pub fn upsert(&self, mut view: WorkloadView, version: Option<u64>) -> bool {
+        let spec = PackedSpec::pack(&view.pod_spec);
+        let pod_spec = std::mem::take(&mut view.pod_spec);
         let local = (view.key.kind, view.key.name.clone());
         let namespace = view.key.namespace.clone();
         {
@@ -132,7 +199,7 @@ impl WorkloadStore {
                 {
                     return false;
                 }
-                if *held.view == view {
+                if held.spec == spec && *held.bare == view {
                     held.version = version.or(held.version);
                     return false;
                 }
@@ -140,7 +207,8 @@ impl WorkloadStore {
         }
         // Interest (pattern compilation) is computed outside the lock; the version is checked
         // again under it, so a newer object stored meanwhile (a write's response) is kept.
-        let stored = self.stored(view, version);
+        view.pod_spec = pod_spec;
+        let stored = self.held(view, version);
         let mut map = self.write();
         let ns = map.entry(namespace).or_default();
         if let (Some(new), Some(Some(held))) =
@@ -161,7 +229,7 @@ impl WorkloadStore {
             return;
         };
         let local = (key.kind, key.name.clone());
-        if ns.workloads.get(&local).is_some_and(|s| s.view.uid == uid) {
+        if ns.workloads.get(&local).is_some_and(|s| s.bare.uid == uid) {
             ns.remove(&local);
         }
     }
@@ -179,12 +247,8 @@ impl WorkloadStore {
         &self,
         kind: WorkloadKind,
         namespace: Option<&str>,
-        fresh: Vec<(WorkloadView, Option<u64>)>,
+        fresh: Vec<Fresh>,
     ) -> Vec<Arc<WorkloadView>> {
-        let fresh: Vec<Stored> = fresh
-            .into_iter()
-            .map(|(view, version)| self.stored(view, version))
-            .collect();
         let mut map = self.write();
         let mut removed = Vec::new();
         for (name, ns) in map.iter_mut() {
@@ -199,13 +263,13 @@ impl WorkloadStore {
                 .collect();
             for local in gone {
                 if let Some(old) = ns.workloads.get(&local) {
-                    removed.push(old.view.clone());
+                    removed.push(old.materialize().view);
                 }
                 ns.remove(&local);
             }
         }
-        for stored in fresh {
-            let key = &stored.view.key;
+        for Fresh(stored) in fresh {
+            let key = &stored.bare.key;
             let local = (key.kind, key.name.clone());
             removed.retain(|v| v.key != *key);
             map.entry(key.namespace.clone())
@@ -221,7 +285,7 @@ impl WorkloadStore {
             .get(&key.namespace)?
             .workloads
             .get(&(key.kind, key.name.clone()))
-            .cloned()
+            .map(Held::materialize)
     }
 
     /// The workloads that may track source `kind/name` of `namespace`: those whose interest
@@ -248,7 +312,7 @@ impl WorkloadStore {
                 followers.extend(rollouts.iter().cloned());
             }
             if let Some(stored) = ns.workloads.get(local) {
-                found.push(stored.clone());
+                found.push(stored.materialize());
             }
         }
         for rollout in followers {
@@ -258,7 +322,7 @@ impl WorkloadStore {
                     .iter()
                     .any(|s| s.view.key.kind == local.0 && s.view.key.name == local.1)
             {
-                found.push(stored.clone());
+                found.push(stored.materialize());
             }
         }
         found
@@ -291,7 +355,7 @@ impl WorkloadStore {
     pub fn keys_in(&self, namespace: &str) -> Vec<WorkloadKey> {
         self.read()
             .get(namespace)
-            .map(|ns| ns.workloads.values().map(|s| s.view.key.clone()).collect())
+            .map(|ns| ns.workloads.values().map(|s| s.bare.key.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -299,17 +363,19 @@ impl WorkloadStore {
     pub fn keys_where(&self, keep: impl Fn(&WorkloadKey) -> bool) -> Vec<WorkloadKey> {
         self.read()
             .values()
-            .flat_map(|ns| ns.workloads.values().map(|s| &s.view.key))
+            .flat_map(|ns| ns.workloads.values().map(|s| &s.bare.key))
             .filter(|k| keep(k))
             .cloned()
             .collect()
     }
 
-    /// The workloads `keep` accepts (the governor counts rollouts with it).
+    /// The workloads `keep` accepts (the governor counts rollouts with it), without their pod
+    /// spec (empty in these views): decoding every spec for a scan would cost more than the
+    /// scan; [`Self::get`] has it.
     pub fn views_where(&self, keep: impl Fn(&WorkloadView) -> bool) -> Vec<Arc<WorkloadView>> {
         self.read()
             .values()
-            .flat_map(|ns| ns.workloads.values().map(|s| &s.view))
+            .flat_map(|ns| ns.workloads.values().map(|s| &s.bare))
             .filter(|v| keep(v))
             .cloned()
             .collect()
@@ -525,7 +591,7 @@ mod tests {
         store.replace(
             WorkloadKind::Deployment,
             None,
-            vec![(
+            vec![store.fresh(
                 view(
                     WorkloadKind::Deployment,
                     "c",
@@ -539,5 +605,32 @@ mod tests {
         assert_eq!(store.keys_of(WorkloadKind::Deployment).len(), 1);
         assert_eq!(store.len(), 4);
         assert_eq!(store.count_by_kind()["StatefulSet"], 1);
+    }
+
+    #[test]
+    fn a_stored_pod_spec_reads_back_whole_and_an_unchanged_one_is_no_change() {
+        let store = store();
+        let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/app",
+            "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}],
+            "resources": {"limits": {"memory": "64Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}}}],
+            "volumes": [{"name": "s", "secret": {"secretName": "db"}}]});
+        let original = view(WorkloadKind::Deployment, "a", "app", &[], spec);
+        assert!(store.upsert(original.clone(), Some(1)));
+        let stored = store.get(&original.key).unwrap();
+        assert_eq!(*stored.view, original, "the pod spec survives the packing");
+        assert!(
+            !store.upsert(original.clone(), Some(2)),
+            "same object, newer version"
+        );
+        let mut changed = original.clone();
+        changed.pod_spec.containers[0].image = Some("registry.invalid/app:2".into());
+        assert!(store.upsert(changed.clone(), Some(3)));
+        assert_eq!(*store.get(&original.key).unwrap().view, changed);
+        let scanned = store.views_where(|v| v.key == original.key);
+        assert!(
+            scanned[0].pod_spec.containers.is_empty(),
+            "scans carry no spec"
+        );
     }
 }

@@ -29,7 +29,7 @@ impl WorkloadResource for CronJob {
         self.spec.job_template.spec.as_ref().map(|s| &s.template)
     }
     fn project_into(&self, view: &mut WorkloadView) {
-        view.job_template = Some(self.spec.job_template.clone());
+        view.job_template = Some(Box::new(self.spec.job_template.clone()));
     }
 }
 
@@ -189,7 +189,7 @@ impl KindModule for CronJobs {
 /// Upstream's Job for a CronJob reload, with `edit` applied to the pod template.
 fn job_for(view: &WorkloadView, ledger: &str, edit: impl FnOnce(&mut PodTemplateSpec)) -> Job {
     let key = &view.key;
-    let template = view.job_template.clone().unwrap_or_default();
+    let template = view.job_template.as_deref().cloned().unwrap_or_default();
     let mut spec = template.spec.unwrap_or_default();
     edit(&mut spec.template);
     let template_meta = template.metadata.unwrap_or_default();

@@ -78,8 +78,9 @@ pub struct WorkloadView {
     pub deleting: bool,
     /// `metadata.creationTimestamp`, in Unix seconds.
     pub created_at: Option<i64>,
-    /// CronJobs only: the job template, from which a reload creates a Job.
-    pub job_template: Option<JobTemplateSpec>,
+    /// CronJobs only: the job template, from which a reload creates a Job (boxed: the
+    /// struct is 2.4 KiB, and most workloads are not CronJobs).
+    pub job_template: Option<Box<JobTemplateSpec>>,
     /// Jobs only: the Job itself (without status and managed fields), from which a reload
     /// re-creates it.
     pub job: Option<Box<Job>>,

@@ -6,6 +6,7 @@ pub mod health;
 pub mod http;
 pub mod leader;
 pub mod logging;
+pub mod memory;
 pub mod meta_info;
 pub mod metrics;
 pub mod rest_metrics;

@@ -6,16 +6,16 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
 use crate::config::Scope;
 use crate::kinds::Kind;
-use crate::model::digest::{self, SourceKind};
+use crate::model::digest::SourceKind;
 use crate::model::workload::WorkloadKind;
 use crate::ops::metrics::DegradedLabels;
 use crate::reconcile::Context;
 use crate::reconcile::degraded::{self, Degradation};
 use crate::reconcile::sync::Watched;
+use crate::watch::digested::{DigestedConfigMap, DigestedSecret};
 use crate::watch::{self, access};
 
 /// The CSI APIs.
@@ -317,11 +317,11 @@ pub async fn run(ctx: Arc<Context>) {
                 Watched::Sources("configmaps", ns.clone()),
                 "configmaps",
                 label("configmaps"),
-                Box::pin(watch::sources::run::<ConfigMap>(
+                Box::pin(watch::sources::run::<DigestedConfigMap>(
                     ctx.clone(),
                     ns.clone(),
                     SourceKind::ConfigMap,
-                    digest::configmap,
+                    DigestedConfigMap::digest,
                 )),
             ));
         }
@@ -330,11 +330,11 @@ pub async fn run(ctx: Arc<Context>) {
                 Watched::Sources("secrets", ns.clone()),
                 "secrets",
                 label("secrets"),
-                Box::pin(watch::sources::run::<Secret>(
+                Box::pin(watch::sources::run::<DigestedSecret>(
                     ctx.clone(),
                     ns.clone(),
                     SourceKind::Secret,
-                    digest::secret,
+                    DigestedSecret::digest,
                 )),
             ));
         }

@@ -235,7 +235,7 @@ pub async fn run<K: WorkloadResource>(
     for object in &items {
         if let Seen::View(view, version) = seen(&ctx, object).await {
             ctx.kinds.observe(&view, true);
-            fresh.push((*view, version));
+            fresh.push(ctx.workloads.fresh(*view, version));
         }
     }
     drop(items);

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod csi;
 pub mod custom;
+pub mod digested;
 pub mod listing;
 pub mod namespaces;
 pub mod sources;

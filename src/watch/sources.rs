@@ -23,6 +23,12 @@ use crate::watch::scoped_api;
 /// or not selected (or, for adds, seen before its controller started).
 pub const IGNORED_OR_NOT_SELECTED: &str = "ignored_or_not_selected";
 
+/// Objects per page of the initial list (kube-runtime's default is 500). A page is held as
+/// response text while it decodes, so with 100 KiB Secrets 500 would mean ~70 MB at once; 100
+/// keeps the sync's peak near the steady state (docs/BENCHMARKS.md) for a few more requests
+/// at start only.
+pub const SOURCE_LIST_PAGE_SIZE: u32 = 100;
+
 /// Upstream's resource type label of a source kind.
 pub fn resource_type(kind: SourceKind) -> &'static str {
     match kind {
@@ -48,7 +54,7 @@ pub async fn run<K>(
         + 'static,
 {
     let api: Api<K> = scoped_api(&ctx.client, namespace.as_deref());
-    let mut config = watcher::Config::default();
+    let mut config = watcher::Config::default().page_size(SOURCE_LIST_PAGE_SIZE);
     if let Some(selector) = &ctx.settings.resource_selector {
         config = config.labels(selector);
     }
@@ -101,6 +107,8 @@ pub async fn run<K>(
                         ctx.namespace_changed(&ns);
                     }
                 }
+                // The pages are gone; give their memory back rather than keep the peak.
+                crate::ops::memory::release_free_memory();
             }
             Ok(watcher::Event::Apply(object)) => {
                 let Some(ns) = object.namespace() else {

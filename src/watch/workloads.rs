@@ -196,12 +196,12 @@ pub async fn run<K: WorkloadResource>(ctx: Arc<Context>, namespace: Option<Strin
                 missing_api = 0;
                 if let Seen::View(view, version) = seen(&ctx, &object).await {
                     ctx.kinds.observe(&view, true);
-                    fresh.push((*view, version));
+                    fresh.push(ctx.workloads.fresh(*view, version));
                 }
             }
             Ok(watcher::Event::InitDone) => {
                 missing_api = 0;
-                let keys: Vec<WorkloadKey> = fresh.iter().map(|(v, _)| v.key.clone()).collect();
+                let keys: Vec<WorkloadKey> = fresh.iter().map(|f| f.key().clone()).collect();
                 let vanished = ctx.workloads.replace(
                     K::KIND,
                     namespace.as_deref(),
@@ -221,6 +221,7 @@ pub async fn run<K: WorkloadResource>(ctx: Arc<Context>, namespace: Option<Strin
                         ctx.workload_changed(&key);
                     }
                 }
+                crate::ops::memory::release_free_memory();
             }
             Ok(watcher::Event::Apply(object)) => match seen(&ctx, &object).await {
                 Seen::View(view, version) => {
