@@ -742,12 +742,15 @@ pub async fn read_sources(
     policy: &Policy,
 ) -> Result<NamespaceSources, ExplainError> {
     let entry =
-        |digest, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| SourceEntry {
-            digest: Some(digest),
-            annotations: policy
-                .source_annotations(meta.annotations.as_ref().unwrap_or(&BTreeMap::new())),
-            created_while_running: false,
-            data_changed_at: None,
+        |(digest, keys), meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            SourceEntry {
+                digest: Some(digest),
+                keys,
+                annotations: policy
+                    .source_annotations(meta.annotations.as_ref().unwrap_or(&BTreeMap::new())),
+                created_while_running: false,
+                data_changed_at: None,
+            }
         };
     let mut sources = NamespaceSources::new();
     let configmaps = Api::<ConfigMap>::namespaced(client.clone(), namespace)
@@ -758,7 +761,7 @@ pub async fn read_sources(
         if let Some(name) = cm.metadata.name.clone() {
             sources.insert(
                 (SourceKind::ConfigMap, name),
-                entry(digest::configmap(cm), &cm.metadata),
+                entry(digest::configmap_keyed(cm), &cm.metadata),
             );
         }
     }
@@ -770,7 +773,7 @@ pub async fn read_sources(
         if let Some(name) = secret.metadata.name.clone() {
             sources.insert(
                 (SourceKind::Secret, name),
-                entry(digest::secret(secret), &secret.metadata),
+                entry(digest::secret_keyed(secret), &secret.metadata),
             );
         }
     }

@@ -446,6 +446,7 @@ mod tests {
                     (*kind, name.to_string()),
                     SourceEntry {
                         digest: digest.and_then(Digest::parse),
+                        keys: Default::default(),
                         annotations: annotations
                             .iter()
                             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -321,7 +321,7 @@ pub async fn run(ctx: Arc<Context>) {
                     ctx.clone(),
                     ns.clone(),
                     SourceKind::ConfigMap,
-                    digest::configmap,
+                    digest::configmap_keyed,
                 )),
             ));
         }
@@ -334,7 +334,7 @@ pub async fn run(ctx: Arc<Context>) {
                     ctx.clone(),
                     ns.clone(),
                     SourceKind::Secret,
-                    digest::secret,
+                    digest::secret_keyed,
                 )),
             ));
         }
