@@ -158,6 +158,26 @@ impl KeyDigests {
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|(k, _)| k.as_ref())
     }
+
+    /// The same digests keyed by `secret` (a Secret's uid): SHA-256 of the secret and each
+    /// digest, truncated. A key-level ledger entry sits on the workload, where anyone who can
+    /// read the workload can read it; keyed by the uid (which only those who can read the
+    /// Secret can see) it cannot be checked offline against a guessed value of one key.
+    pub fn keyed(self, secret: &str) -> Self {
+        let mut entries = self.0.into_vec();
+        for (_, digest) in &mut entries {
+            let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+            context.update(b"kube-reloader key digest\0");
+            context.update(secret.as_bytes());
+            context.update(&[0]);
+            context.update(digest.as_slice());
+            let full = context.finish();
+            for (slot, byte) in digest.iter_mut().zip(full.as_ref()) {
+                *slot = *byte;
+            }
+        }
+        Self(entries.into_boxed_slice())
+    }
 }
 
 /// Where a key's value came from: a ConfigMap's `data` (text) or `binaryData`/a Secret's
@@ -231,9 +251,13 @@ pub fn configmap_keyed(cm: &ConfigMap) -> (Digest, KeyDigests) {
     )
 }
 
-/// [`secret`] with the per-key digests (what the watcher keeps).
+/// [`secret`] with the per-key digests (what the watcher keeps), keyed by the Secret's uid
+/// ([`KeyDigests::keyed`]; a Secret created again under the same name gets new key digests,
+/// so its key-level readers reload once even if the data is the same).
 pub fn secret_keyed(secret: &Secret) -> (Digest, KeyDigests) {
-    secret_content(merged_secret_data(secret))
+    let (digest, keys) = secret_content(merged_secret_data(secret));
+    let uid = secret.metadata.uid.as_deref().unwrap_or_default();
+    (digest, keys.keyed(uid))
 }
 
 /// Digest of a ConfigMap object. Labels, annotations and `immutable` do not count.
@@ -564,6 +588,31 @@ mod tests {
             secret_keyed(&sec(&[("a", b"1")]))
         );
         assert_eq!(secret_keyed(&with_string_data).0, secret(&with_string_data));
+    }
+
+    #[test]
+    fn secret_key_digests_are_keyed_by_the_uid() {
+        let with_uid = |uid: &str| {
+            let mut s = sec(&[("pin", b"1234"), ("cert", b"long")]);
+            s.metadata.uid = Some(uid.to_owned());
+            secret_keyed(&s)
+        };
+        let (whole, keys) = with_uid("u-1");
+        let (_, plain) =
+            secret_content([("pin", b"1234".as_slice()), ("cert", b"long".as_slice())]);
+        assert_eq!(
+            whole,
+            secret(&sec(&[("pin", b"1234"), ("cert", b"long")])),
+            "marker unchanged"
+        );
+        assert_ne!(keys.get("pin"), plain.get("pin"), "not the unkeyed digest");
+        assert_eq!(keys, with_uid("u-1").1, "stable for one Secret");
+        assert_ne!(
+            keys.get("pin"),
+            with_uid("u-2").1.get("pin"),
+            "another Secret, other digests"
+        );
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["cert", "pin"]);
     }
 
     #[test]

@@ -248,3 +248,84 @@ async fn keylevel_annotation_opts_in_and_out() {
     assert_eq!(flag_on[3], flag_off[3], "invalid value follows the flag");
     controller.stop();
 }
+
+/// A Secret read through one `secretKeyRef`: another key's change rolls nothing, the read
+/// key's change rolls once with upstream's marker, and the ledger entry is not an unkeyed
+/// digest of the read value (it is keyed by the Secret's uid).
+#[tokio::test]
+async fn keylevel_secret_key_refs() {
+    let (cluster, ns, client) = setup("keylevel-secret").await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    create::<k8s_openapi::api::core::v1::Secret>(
+        &client,
+        &ns,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+               "stringData": {"pin": "1234", "other": "x"}}),
+    )
+    .await;
+    let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/app",
+        "env": [{"name": "PIN", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "pin"}}}]}]});
+    deploy(&client, &ns, "pin", json!({AUTO: "true"}), spec).await;
+    deploy(
+        &client,
+        &ns,
+        "all",
+        json!({AUTO: "true"}),
+        json!({"containers": [{"name": "app",
+        "image": "registry.invalid/app", "envFrom": [{"secretRef": {"name": "creds"}}]}]}),
+    )
+    .await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let args = ["--namespaces", ns.as_str(), "--key-level-triggers"];
+    let controller = Controller::start(&cluster, &identity, &ns, &args).await;
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let recorded = wait_deployment(&api, "pin", "the ledger entry", |d| {
+        ledger_of(d).is_some_and(|l| l.get("secret/creds").is_some())
+    })
+    .await;
+    let entry = ledger_of(&recorded).unwrap()["secret/creds"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let unkeyed = kube_reloader::model::keys::KeySelection::of(
+        vec!["pin".to_owned()],
+        &kube_reloader::model::digest::secret_content([("pin", b"1234".as_slice())]).1,
+    );
+    assert!(entry.starts_with("keys:"), "{entry}");
+    assert!(!entry.contains(&unkeyed.digest), "keyed: {entry}");
+    let before = template_of(&recorded);
+    let patch = |data: Value| {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .patch(
+                    "creds",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(json!({"stringData": data})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    patch(json!({"other": "y"})).await;
+    wait_deployment(&api, "all", "the whole-object reload", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        template_of(&api.get("pin").await.unwrap()),
+        before,
+        "another key changed: no rollout"
+    );
+    patch(json!({"pin": "4321"})).await;
+    let rolled = wait_deployment(&api, "pin", "the pin reload", |d| {
+        !env_of(d, "app").is_empty()
+    })
+    .await;
+    assert_eq!(
+        env_of(&rolled, "app"),
+        [("STAKATER_CREDS_SECRET".to_owned(), sha1("other=y;pin=4321"))]
+    );
+    controller.stop();
+}
