@@ -586,7 +586,17 @@ fn neighbour_hold(
                         PodTemplate::of(v),
                         source,
                         &settings.policy,
-                    )
+                    ) && !sources
+                        .get(&(change.kind, change.name.clone()))
+                        .is_some_and(|e| {
+                            keys::workload_ignores_change(
+                                v,
+                                settings.key_level_triggers,
+                                (change.kind, &change.name),
+                                &change.digest,
+                                &e.keys,
+                            )
+                        })
                 })
                 .chain(std::iter::once(view))
                 .collect();

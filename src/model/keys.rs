@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::model::digest::{Digest, KEY_DIGEST_LEN, KeyDigests, SourceKind};
+use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::refs::{self, KeysRead};
+use crate::model::workload::WorkloadView;
 
 /// Workload metadata annotation: `"true"` turns key-level triggers on for this workload,
 /// `"false"` off, whatever `--key-level-triggers` says.
@@ -187,6 +189,33 @@ pub fn judge(recorded: &str, whole: &Digest, selection: Option<&KeySelection>) -
         _ if whole_same => Judgement::Current,
         _ => Judgement::Changed,
     }
+}
+
+/// Whether a workload will not reload for a change of a source because it reads only other
+/// keys (its record is [`Judgement::OtherKeysChanged`]): the rollout governor must not wait for
+/// it as a canary of that change.
+pub fn ignores_change(
+    recorded: Option<&str>,
+    whole: &Digest,
+    selection: Option<&KeySelection>,
+) -> bool {
+    recorded.is_some_and(|r| judge(r, whole, selection) == Judgement::OtherKeysChanged)
+}
+
+/// [`ignores_change`] for a workload (its own pod spec and ledger) and a source now (`whole`,
+/// `digests`), with `--key-level-triggers` = `global`. Shared by the governor's canary choice
+/// and `explain`.
+pub fn workload_ignores_change(
+    view: &WorkloadView,
+    global: bool,
+    (kind, name): (SourceKind, &str),
+    whole: &Digest,
+    digests: &KeyDigests,
+) -> bool {
+    let (on, _) = enabled(&view.annotations, global);
+    let selection = selection(on, &view.pod_spec, kind, name, digests);
+    let ledger = Ledger::parse(view.annotations.get(LEDGER_ANNOTATION).map(String::as_str));
+    ignores_change(ledger.get(kind, name), whole, selection.as_ref())
 }
 
 /// The value to record for a source now: the key-level form when a selection applies, else
@@ -365,6 +394,12 @@ mod tests {
                 expected,
                 "{what}"
             );
+            assert_eq!(
+                ignores_change(Some(&recorded), &digest(whole), selection),
+                expected == Judgement::OtherKeysChanged,
+                "{what}"
+            );
         }
+        assert!(!ignores_change(None, &digest(W1), Some(&a1)), "no record");
     }
 }
