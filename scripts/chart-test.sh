@@ -72,6 +72,8 @@ expect_rejected "webhookUrl without http(s)" "/reloader/webhookUrl'" \
   --set reloader.webhookUrl=ftp://example.com
 expect_rejected "string for a boolean" "/reloader/enableHA': got string, want boolean" \
   --set-string reloader.enableHA=yes
+expect_rejected "string for keyLevelTriggers" "/reloader/keyLevelTriggers': got string, want boolean" \
+  --set-string reloader.keyLevelTriggers=yes
 # Without the schema the templates still refuse (e.g. helm --skip-schema-validation).
 expect_rejected "both ignore flags, schema skipped" "cannot both be true" \
   --skip-schema-validation --set reloader.ignoreSecrets=true --set reloader.ignoreConfigMaps=true

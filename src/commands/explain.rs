@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::model::digest::{self, SourceKind, env_var_name};
 use crate::model::governor;
 use crate::model::interest::Interest;
+use crate::model::keys::{self, Judgement};
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::plan::PlanOptions;
 use crate::model::planner::{self, Intent, PlanInput, PodTemplate};
@@ -55,6 +56,8 @@ pub struct SourceReport {
     pub digest: Option<String>,
     /// The digest the workload carries as applied, and where it was read.
     pub applied: Option<(String, &'static str)>,
+    /// With key-level triggers: the only keys whose changes reload it (`None`: any change).
+    pub keys: Option<Vec<String>>,
     /// up to date, will reload, first sight, or not tracked.
     pub verdict: String,
 }
@@ -305,6 +308,13 @@ pub fn explain(
         }
     }
     let ledger = Ledger::parse(view.annotations.get(LEDGER_ANNOTATION).map(String::as_str));
+    let (key_level, invalid_key_level) =
+        keys::enabled(&view.annotations, settings.key_level_triggers);
+    if let Some(invalid) = invalid_key_level {
+        problems.push(format!(
+            "{invalid}: --key-level-triggers decides instead; set it to \"true\" or \"false\""
+        ));
+    }
     let mut reports = Vec::new();
     let mut attention = false;
     for (kind, name) in &candidates {
@@ -370,15 +380,31 @@ pub fn explain(
             .map(|d| (d.to_owned(), "ledger kube-reloader.io/digests"))
             .or(env_value.map(|v| (v, "env var")))
             .or(last.map(|v| (v, "last-reloaded-from")));
+        let now = entry.and_then(|e| e.digest.as_ref().map(|d| (d, &e.keys)));
+        let selection = now
+            .filter(|_| tracked)
+            .and_then(|(_, digests)| keys::selection(key_level, pod.spec, *kind, name, digests));
         let verdict = if !tracked {
             if is_referenced {
                 attention = true;
             }
             "not tracked".to_owned()
         } else {
-            match (&digest, &applied) {
-                (Some(now), Some((was, _))) if now == was => "up to date".to_owned(),
-                (Some(_), Some(_)) => "will reload".to_owned(),
+            match (now, &applied) {
+                (Some((now, _)), Some((was, _))) => {
+                    match keys::judge(was, now, selection.as_ref()) {
+                        Judgement::Current => "up to date".to_owned(),
+                        Judgement::OtherKeysChanged => format!(
+                            "up to date: it changed, but the change is ignored because the \
+                             workload reads only key(s) {} of it (key-level triggers)",
+                            selection
+                                .as_ref()
+                                .map(|s| s.keys.join(", "))
+                                .unwrap_or_default()
+                        ),
+                        Judgement::Changed => "will reload".to_owned(),
+                    }
+                }
                 (Some(_), None) => "first sight: recorded without a rollout".to_owned(),
                 (None, _) => "source missing".to_owned(),
             }
@@ -411,6 +437,7 @@ pub fn explain(
                 .then_some(env_var),
             digest,
             applied,
+            keys: selection.map(|s| s.keys),
             verdict,
         });
     }
@@ -459,6 +486,7 @@ pub fn explain(
             reload_on_delete: settings.reload_on_delete,
             reload_unrecorded: false,
             prune_stale: settings.prune_stale_markers,
+            key_level: settings.key_level_triggers,
         },
         now,
     });
@@ -558,7 +586,17 @@ fn neighbour_hold(
                         PodTemplate::of(v),
                         source,
                         &settings.policy,
-                    )
+                    ) && !sources
+                        .get(&(change.kind, change.name.clone()))
+                        .is_some_and(|e| {
+                            keys::workload_ignores_change(
+                                v,
+                                settings.key_level_triggers,
+                                (change.kind, &change.name),
+                                &change.digest,
+                                &e.keys,
+                            )
+                        })
                 })
                 .chain(std::iter::once(view))
                 .collect();
@@ -632,6 +670,12 @@ pub fn render_text(explanation: &Explanation) -> String {
                     "    container {container} is named in the pod annotation ({why})\n"
                 )),
             }
+        }
+        if let Some(keys) = &source.keys {
+            out.push_str(&format!(
+                "    key-level: reloads only when key(s) {} change (every reference names keys)\n",
+                keys.join(", ")
+            ));
         }
         if source.tracked {
             let now = source.digest.as_deref().unwrap_or("(missing)");
@@ -742,12 +786,15 @@ pub async fn read_sources(
     policy: &Policy,
 ) -> Result<NamespaceSources, ExplainError> {
     let entry =
-        |digest, meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| SourceEntry {
-            digest: Some(digest),
-            annotations: policy
-                .source_annotations(meta.annotations.as_ref().unwrap_or(&BTreeMap::new())),
-            created_while_running: false,
-            data_changed_at: None,
+        |(digest, keys), meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            SourceEntry {
+                digest: Some(digest),
+                keys,
+                annotations: policy
+                    .source_annotations(meta.annotations.as_ref().unwrap_or(&BTreeMap::new())),
+                created_while_running: false,
+                data_changed_at: None,
+            }
         };
     let mut sources = NamespaceSources::new();
     let configmaps = Api::<ConfigMap>::namespaced(client.clone(), namespace)
@@ -758,7 +805,7 @@ pub async fn read_sources(
         if let Some(name) = cm.metadata.name.clone() {
             sources.insert(
                 (SourceKind::ConfigMap, name),
-                entry(digest::configmap(cm), &cm.metadata),
+                entry(digest::configmap_keyed(cm), &cm.metadata),
             );
         }
     }
@@ -770,7 +817,7 @@ pub async fn read_sources(
         if let Some(name) = secret.metadata.name.clone() {
             sources.insert(
                 (SourceKind::Secret, name),
-                entry(digest::secret(secret), &secret.metadata),
+                entry(digest::secret_keyed(secret), &secret.metadata),
             );
         }
     }

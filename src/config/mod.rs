@@ -209,6 +209,12 @@ pub struct Cli {
     #[arg(long, default_value_t = true, action = ArgAction::Set)]
     pub prune_stale_markers: bool,
 
+    /// Reload a workload whose every reference to a source names keys (configMapKeyRef /
+    /// secretKeyRef, volume or projected `items`) only when one of those keys changes. Per
+    /// workload: kube-reloader.io/key-level: "true" / "false".
+    #[arg(long, env = "KUBE_RELOADER_KEY_LEVEL_TRIGGERS", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub key_level_triggers: bool,
+
     /// Rollout governor: write nothing to workloads; publish a WouldReload Event for each reload
     /// instead. Per workload: kube-reloader.io/mode: notify.
     #[arg(long)]
@@ -412,6 +418,8 @@ pub struct Settings {
     pub limits: Limits,
     /// `--prune-stale-markers`.
     pub prune_stale_markers: bool,
+    /// `--key-level-triggers`.
+    pub key_level_triggers: bool,
     /// Upstream's `ALERT_*` variables as set (names to values; the URL carries a token and is
     /// never logged).
     pub alert_vars: std::collections::BTreeMap<&'static str, String>,
@@ -724,6 +732,7 @@ impl Cli {
             test_write_delay,
             limits,
             prune_stale_markers: self.prune_stale_markers,
+            key_level_triggers: self.key_level_triggers,
             alert_vars,
         })
     }
@@ -816,6 +825,22 @@ mod tests {
                 && !settings.policy.auto_reload_all
         );
         assert_eq!(settings.policy.keys, AnnotationKeys::default());
+    }
+
+    #[test]
+    fn key_level_triggers_is_off_by_default_and_takes_an_optional_value() {
+        let on = |args: &[&str]| {
+            cli(args)
+                .unwrap()
+                .into_settings_with(None)
+                .unwrap()
+                .key_level_triggers
+        };
+        assert!(!on(&[]));
+        assert!(on(&["--key-level-triggers"]));
+        assert!(on(&["--key-level-triggers=true"]));
+        assert!(!on(&["--key-level-triggers=false"]));
+        assert!(cli(&["--key-level-triggers=maybe"]).is_err());
     }
 
     #[test]

@@ -98,6 +98,7 @@ impl SourceCache {
         if keep_tombstone {
             if let Some(entry) = slot.get_mut(&key) {
                 entry.digest = None;
+                entry.keys = Default::default();
             }
         } else {
             slot.remove(&key);
@@ -149,6 +150,7 @@ impl SourceCache {
                         changed.insert(ns.clone());
                         if keep_tombstones {
                             entry.digest = None;
+                            entry.keys = Default::default();
                         }
                         keep_tombstones
                     }
@@ -221,6 +223,7 @@ mod tests {
     fn entry(digest: &str) -> SourceEntry {
         SourceEntry {
             digest: Digest::parse(&digest.repeat(40)[..40]),
+            keys: Default::default(),
             annotations: BTreeMap::new(),
             created_while_running: false,
             data_changed_at: Some(7),

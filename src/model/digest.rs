@@ -114,6 +114,152 @@ pub fn secret_data<'a>(data: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> D
     sha1_of_entries(&mut entries)
 }
 
+/// Length in bytes of one per-key digest: SHA-256 truncated to 128 bits, enough to tell two
+/// values of one key apart (these digests only detect change; they are never a marker).
+pub const KEY_DIGEST_LEN: usize = 16;
+
+/// The per-key digests of one source, sorted by key: what key-level triggers compare, kept
+/// instead of the data (which is dropped after hashing). About 32 bytes plus the key's length
+/// per key. Empty for a source without keys (a SecretProviderClass) or a tombstone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyDigests(Box<[(Box<str>, [u8; KEY_DIGEST_LEN])]>);
+
+impl KeyDigests {
+    /// From (key, digest) pairs in any order; a repeated key keeps its last digest.
+    fn from_unsorted(mut entries: Vec<(Box<str>, [u8; KEY_DIGEST_LEN])>) -> Self {
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        // dedup_by keeps the first of a run; reverse the runs' order by scanning from the end.
+        entries.reverse();
+        entries.dedup_by(|later, earlier| later.0 == earlier.0);
+        entries.reverse();
+        Self(entries.into_boxed_slice())
+    }
+
+    /// The digest of `key`'s value, `None` when the source has no such key.
+    pub fn get(&self, key: &str) -> Option<&[u8; KEY_DIGEST_LEN]> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, digest)| digest)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the source has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_ref())
+    }
+
+    /// The same digests keyed by `secret` (a Secret's uid): SHA-256 of the secret and each
+    /// digest, truncated. A key-level ledger entry sits on the workload, where anyone who can
+    /// read the workload can read it; keyed by the uid (which only those who can read the
+    /// Secret can see) it cannot be checked offline against a guessed value of one key.
+    pub fn keyed(self, secret: &str) -> Self {
+        let mut entries = self.0.into_vec();
+        for (_, digest) in &mut entries {
+            let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+            context.update(b"kube-reloader key digest\0");
+            context.update(secret.as_bytes());
+            context.update(&[0]);
+            context.update(digest.as_slice());
+            let full = context.finish();
+            for (slot, byte) in digest.iter_mut().zip(full.as_ref()) {
+                *slot = *byte;
+            }
+        }
+        Self(entries.into_boxed_slice())
+    }
+}
+
+/// Where a key's value came from: a ConfigMap's `data` (text) or `binaryData`/a Secret's
+/// `data` (bytes). Hashed in, so a value moving between the two counts as a change.
+#[derive(Clone, Copy)]
+enum ValueForm {
+    Text = 1,
+    Bytes = 2,
+}
+
+/// SHA-256 (truncated) of one key's value, tagged with the form it came in.
+fn key_digest(form: ValueForm, value: &[u8]) -> [u8; KEY_DIGEST_LEN] {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(&[form as u8]);
+    context.update(value);
+    let full = context.finish();
+    let mut out = [0u8; KEY_DIGEST_LEN];
+    // SHA-256 output is 32 bytes, always longer than KEY_DIGEST_LEN.
+    for (slot, byte) in out.iter_mut().zip(full.as_ref()) {
+        *slot = *byte;
+    }
+    out
+}
+
+/// A ConfigMap's whole-object digest (byte-identical to [`configmap_data`]) and its per-key
+/// digests, in one pass over the data: the watcher drops the data after this.
+pub fn configmap_content<'a>(
+    data: impl IntoIterator<Item = (&'a str, &'a str)>,
+    binary_data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> (Digest, KeyDigests) {
+    let data: Vec<(&str, &str)> = data.into_iter().collect();
+    let binary_data: Vec<(&str, &[u8])> = binary_data.into_iter().collect();
+    let keys = data
+        .iter()
+        .map(|(k, v)| (Box::from(*k), key_digest(ValueForm::Text, v.as_bytes())))
+        .chain(
+            binary_data
+                .iter()
+                .map(|(k, v)| (Box::from(*k), key_digest(ValueForm::Bytes, v))),
+        )
+        .collect();
+    (
+        configmap_data(data, binary_data),
+        KeyDigests::from_unsorted(keys),
+    )
+}
+
+/// A Secret's whole-object digest (byte-identical to [`secret_data`]) and its per-key digests.
+pub fn secret_content<'a>(
+    data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> (Digest, KeyDigests) {
+    let data: Vec<(&str, &[u8])> = data.into_iter().collect();
+    let keys = data
+        .iter()
+        .map(|(k, v)| (Box::from(*k), key_digest(ValueForm::Bytes, v)))
+        .collect();
+    (secret_data(data), KeyDigests::from_unsorted(keys))
+}
+
+/// [`configmap`] with the per-key digests (what the watcher keeps).
+pub fn configmap_keyed(cm: &ConfigMap) -> (Digest, KeyDigests) {
+    configmap_content(
+        cm.data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+        cm.binary_data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.0.as_slice())),
+    )
+}
+
+/// [`secret`] with the per-key digests (what the watcher keeps), keyed by the Secret's uid
+/// ([`KeyDigests::keyed`]; a Secret created again under the same name gets new key digests,
+/// so its key-level readers reload once even if the data is the same).
+pub fn secret_keyed(secret: &Secret) -> (Digest, KeyDigests) {
+    let (digest, keys) = secret_content(merged_secret_data(secret));
+    let uid = secret.metadata.uid.as_deref().unwrap_or_default();
+    (digest, keys.keyed(uid))
+}
+
 /// Digest of a ConfigMap object. Labels, annotations and `immutable` do not count.
 pub fn configmap(cm: &ConfigMap) -> Digest {
     configmap_data(
@@ -132,6 +278,11 @@ pub fn configmap(cm: &ConfigMap) -> Digest {
 /// server folds `stringData` into `data`, so objects read from the API never carry it; for
 /// manifests read from files, `stringData` entries override `data` as the API server would.
 pub fn secret(secret: &Secret) -> Digest {
+    secret_data(merged_secret_data(secret))
+}
+
+/// A Secret's `data` with `stringData` folded in, as the API server would.
+fn merged_secret_data(secret: &Secret) -> BTreeMap<&str, &[u8]> {
     let mut merged: BTreeMap<&str, &[u8]> = secret
         .data
         .iter()
@@ -141,7 +292,7 @@ pub fn secret(secret: &Secret) -> Digest {
     for (k, v) in secret.string_data.iter().flatten() {
         merged.insert(k.as_str(), v.as_bytes());
     }
-    secret_data(merged)
+    merged
 }
 
 /// Digest of a SecretProviderClassPodStatus: `id=version` per mounted object plus
@@ -211,6 +362,7 @@ mod tests {
     use super::*;
 
     use k8s_openapi::ByteString;
+    use std::collections::BTreeSet;
 
     fn cm(data: &[(&str, &str)], binary: &[(&str, &[u8])]) -> ConfigMap {
         ConfigMap {
@@ -355,6 +507,112 @@ mod tests {
             names.iter().all(|n| n == "STAKATER_A_B_CONFIGMAP"),
             "{names:?}"
         );
+    }
+
+    /// The whole-object digest of `*_content` is the one upstream writes; the per-key digests
+    /// move only with their own key. (what, before, after, whole changes, keys that change)
+    #[test]
+    fn content_digests_match_upstream_and_move_per_key() {
+        type Cm<'a> = (&'a [(&'a str, &'a str)], &'a [(&'a str, &'a [u8])]);
+        let rows: [(&str, Cm, Cm, &[&str]); 5] = [
+            (
+                "one key changes",
+                (&[("a", "1"), ("b", "2")], &[]),
+                (&[("a", "1"), ("b", "3")], &[]),
+                &["b"],
+            ),
+            (
+                "a key disappears",
+                (&[("a", "1"), ("b", "2")], &[]),
+                (&[("b", "2")], &[]),
+                &["a"],
+            ),
+            (
+                "a key appears",
+                (&[("b", "2")], &[]),
+                (&[("a", "1"), ("b", "2")], &[]),
+                &["a"],
+            ),
+            (
+                "text moves to binary",
+                (&[("a", "1")], &[]),
+                (&[], &[("a", b"1")]),
+                &["a"],
+            ),
+            (
+                "binary value changes",
+                (&[("t", "x")], &[("bin", &[0, 1])]),
+                (&[("t", "x")], &[("bin", &[0, 2])]),
+                &["bin"],
+            ),
+        ];
+        for (what, before, after, moved) in rows {
+            let content = |(data, binary): Cm| {
+                configmap_content(
+                    data.iter().map(|(k, v)| (*k, *v)),
+                    binary.iter().map(|(k, v)| (*k, *v)),
+                )
+            };
+            let (whole_before, keys_before) = content(before);
+            let (whole_after, keys_after) = content(after);
+            assert_eq!(whole_before, configmap(&cm(before.0, before.1)), "{what}");
+            assert_eq!(whole_after, configmap(&cm(after.0, after.1)), "{what}");
+            assert_ne!(whole_before, whole_after, "{what}");
+            let all: BTreeSet<&str> = keys_before.keys().chain(keys_after.keys()).collect();
+            let changed: Vec<&str> = all
+                .into_iter()
+                .filter(|k| keys_before.get(k) != keys_after.get(k))
+                .collect();
+            assert_eq!(changed, moved, "{what}");
+        }
+        let (whole, keys) = secret_content([("b", b"2".as_slice()), ("a", b"1".as_slice())]);
+        assert_eq!(whole, secret(&sec(&[("a", b"1"), ("b", b"2")])));
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(keys.len(), 2);
+        assert!(keys.get("c").is_none());
+        assert!(secret_content([]).1.is_empty());
+        // The same bytes in a ConfigMap's binaryData and a Secret give the same key digest.
+        let (_, binary) = configmap_content([], [("k", b"v".as_slice())]);
+        assert_eq!(
+            binary.get("k"),
+            secret_content([("k", b"v".as_slice())]).1.get("k")
+        );
+    }
+
+    #[test]
+    fn string_data_counts_in_keyed_secret_digests() {
+        let mut with_string_data = sec(&[("a", b"old")]);
+        with_string_data.string_data = Some([("a".to_owned(), "1".to_owned())].into());
+        assert_eq!(
+            secret_keyed(&with_string_data),
+            secret_keyed(&sec(&[("a", b"1")]))
+        );
+        assert_eq!(secret_keyed(&with_string_data).0, secret(&with_string_data));
+    }
+
+    #[test]
+    fn secret_key_digests_are_keyed_by_the_uid() {
+        let with_uid = |uid: &str| {
+            let mut s = sec(&[("pin", b"1234"), ("cert", b"long")]);
+            s.metadata.uid = Some(uid.to_owned());
+            secret_keyed(&s)
+        };
+        let (whole, keys) = with_uid("u-1");
+        let (_, plain) =
+            secret_content([("pin", b"1234".as_slice()), ("cert", b"long".as_slice())]);
+        assert_eq!(
+            whole,
+            secret(&sec(&[("pin", b"1234"), ("cert", b"long")])),
+            "marker unchanged"
+        );
+        assert_ne!(keys.get("pin"), plain.get("pin"), "not the unkeyed digest");
+        assert_eq!(keys, with_uid("u-1").1, "stable for one Secret");
+        assert_ne!(
+            keys.get("pin"),
+            with_uid("u-2").1.get("pin"),
+            "another Secret, other digests"
+        );
+        assert_eq!(keys.keys().collect::<Vec<_>>(), ["cert", "pin"]);
     }
 
     #[test]

@@ -443,9 +443,11 @@ pub fn canary_for(
         .map(|(v, name)| Tracker {
             name,
             waiting_since,
+            // A key-level record carries the whole-object digest too.
             has_new_data: v.key != view.key
                 && Ledger::parse(v.annotations.get(LEDGER_ANNOTATION).map(String::as_str))
                     .get(change.kind, &change.name)
+                    .map(|recorded| crate::model::keys::Entry::parse(recorded).whole())
                     == Some(change.digest.as_str()),
             progress: v.progress.clone().unwrap_or(Progress {
                 complete: true,
@@ -761,6 +763,59 @@ mod tests {
                 reason: "ProgressDeadlineExceeded".into()
             }
         );
+    }
+
+    /// A canary whose ledger holds a key-level record of the change's data has the new data
+    /// (the record carries the whole-object digest).
+    #[test]
+    fn a_key_level_record_counts_as_the_new_data() {
+        use crate::model::digest::{Digest, KeyDigests, SourceKind};
+        use crate::model::keys::KeySelection;
+        use crate::model::ledger::LEDGER_ANNOTATION;
+        use crate::model::plan::{Cause, Change};
+        use crate::model::workload::{WorkloadKey, WorkloadKind};
+        let new = Digest::parse("f83e99e324ba68ccc373a58ef1eb42f8ab88646a").unwrap();
+        let old = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
+        let entry = |whole: &str| {
+            KeySelection::of(vec!["a".into()], &KeyDigests::default())
+                .entry(&Digest::parse(whole).unwrap())
+        };
+        let workload = |name: &str, recorded: String| WorkloadView {
+            key: WorkloadKey {
+                kind: WorkloadKind::Deployment,
+                namespace: "ns".into(),
+                name: name.into(),
+            },
+            annotations: [(
+                LEDGER_ANNOTATION.to_owned(),
+                format!("{{\"configmap/cfg\":\"{recorded}\"}}"),
+            )]
+            .into(),
+            ..WorkloadView::default()
+        };
+        let change = Change {
+            kind: SourceKind::ConfigMap,
+            name: "cfg".into(),
+            digest: new.clone(),
+            container: 0,
+            cause: Cause::Changed,
+        };
+        let me = workload("b", old.to_owned());
+        for (recorded, expected) in [
+            (entry(new.as_str()), CanaryState::Released),
+            (
+                entry(old),
+                CanaryState::Waiting {
+                    canary: "a (Deployment)".into(),
+                },
+            ),
+        ] {
+            let canary = workload("a", recorded);
+            assert_eq!(
+                canary_for(&me, &change, &[&canary, &me], 1, None, (NOW, 600)),
+                expected
+            );
+        }
     }
 
     #[test]

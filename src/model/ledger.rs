@@ -8,6 +8,8 @@ use crate::model::digest::SourceKind;
 
 /// Workload metadata annotation holding the digest of every tracked source, as JSON
 /// `{"configmap/<name>": "<sha1>", "secret/<name>": "<sha1>"}`. Writing it does not roll pods.
+/// With key-level triggers an entry is `keys:<sha1>:<keys digest>:<key>,...` instead (see
+/// [`crate::model::keys`]).
 pub const LEDGER_ANNOTATION: &str = "kube-reloader.io/digests";
 
 /// Annotation on a Job we created from a CronJob: the CronJob ledger it was created for, so

@@ -4,7 +4,8 @@
 //! workload) and [`source`] (of a ConfigMap or Secret), [`interest`] (which sources it could
 //! track), [`policy`] and [`refs`] (which it does track, and which container carries the
 //! marker), [`plan`] (markers against digests), [`planner`] (the intent, with pause periods
-//! and Job re-creation), then [`edit`] and [`patch`] (the write).
+//! and Job re-creation), then [`edit`] and [`patch`] (the write). [`keys`] narrows a source to the
+//! keys a workload reads (key-level triggers).
 //!
 //! [`window`] holds the maintenance windows a rollout may be deferred to.
 
@@ -12,6 +13,7 @@ pub mod digest;
 pub mod edit;
 pub mod governor;
 pub mod interest;
+pub mod keys;
 pub mod ledger;
 pub mod patch;
 pub mod pause;

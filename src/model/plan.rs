@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::model::digest::{self, Digest, SourceKind, env_var_name};
 use crate::model::edit::Strategy;
+use crate::model::keys::{self, Judgement, KeySelection};
 use crate::model::ledger::Ledger;
 
 /// A source the workload tracks, with its digest now.
@@ -23,6 +24,9 @@ pub struct Tracked {
     pub name: String,
     /// Its digest now.
     pub digest: Digest,
+    /// With key-level triggers: the keys the workload reads and their digest now (`None`:
+    /// whole-object behaviour).
+    pub keys: Option<KeySelection>,
     /// Index of the container that carries its env var.
     pub container: usize,
     /// Whether the source appeared while we were running (for `--reload-on-create`).
@@ -117,6 +121,9 @@ pub struct PlanOptions {
     pub reload_unrecorded: bool,
     /// `--prune-stale-markers`: a reload also removes the markers of sources no longer tracked.
     pub prune_stale: bool,
+    /// `--key-level-triggers`: reload a workload that reads only some keys of a source only
+    /// when those keys change (a workload's `kube-reloader.io/key-level` overrides it).
+    pub key_level: bool,
 }
 
 #[derive(Deserialize)]
@@ -150,6 +157,8 @@ pub fn plan(
 
     let mut ledger = Ledger::default();
     let mut changes = Vec::new();
+    // Key-level records kept as they are unless a reload happens (only other keys changed).
+    let mut kept = Vec::new();
     for source in tracked {
         let previous = old_ledger
             .get(source.kind, &source.name)
@@ -172,8 +181,14 @@ pub fn plan(
                 Some(Cause::Changed)
             }
             None => None,
-            Some(previous) if previous == source.digest.as_str() => None,
-            Some(_) => Some(Cause::Changed),
+            Some(previous) => match keys::judge(previous, &source.digest, source.keys.as_ref()) {
+                Judgement::Current => None,
+                Judgement::OtherKeysChanged => {
+                    kept.push((source.kind, source.name.as_str(), previous));
+                    None
+                }
+                Judgement::Changed => Some(Cause::Changed),
+            },
         };
         if let Some(cause) = cause {
             changes.push(Change {
@@ -184,7 +199,11 @@ pub fn plan(
                 cause,
             });
         }
-        ledger.insert(source.kind, &source.name, source.digest.as_str());
+        ledger.insert(
+            source.kind,
+            &source.name,
+            &keys::record(&source.digest, source.keys.as_ref()),
+        );
     }
     if options.reload_on_delete {
         let marker = digest::delete_marker();
@@ -210,13 +229,17 @@ pub fn plan(
         }
     }
     changes.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    let ledger_text = ledger.render();
     if !changes.is_empty() {
+        // The pods restart and read everything as it is now: every record is fresh.
         return Decision::Reload {
-            ledger: ledger_text,
+            ledger: ledger.render(),
             changes,
         };
     }
+    for (kind, name, previous) in kept {
+        ledger.insert(kind, name, previous);
+    }
+    let ledger_text = ledger.render();
     if ledger == old_ledger && (markers.ledger.is_some() || ledger.is_empty()) {
         Decision::UpToDate
     } else {
@@ -239,6 +262,7 @@ mod tests {
             kind,
             name: name.into(),
             digest: Digest::parse(digest).unwrap(),
+            keys: None,
             container: 0,
             created_while_running: false,
             data_changed_at: None,
@@ -252,6 +276,7 @@ mod tests {
             reload_on_delete: false,
             reload_unrecorded: false,
             prune_stale: true,
+            key_level: false,
         }
     }
 
@@ -518,6 +543,7 @@ mod tests {
             reload_on_delete: true,
             reload_unrecorded: false,
             prune_stale: true,
+            key_level: false,
         };
         let Decision::Reload {
             ledger: new_ledger,

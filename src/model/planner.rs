@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use crate::model::digest::SourceKind;
 use crate::model::digest::env_var_name;
 use crate::model::interest::{Interest, SOURCE_KINDS};
+use crate::model::keys::{self, InvalidKeyLevel};
 use crate::model::ledger::LEDGER_ANNOTATION;
 use crate::model::pause::{self, InvalidPeriod, PauseState};
 use crate::model::plan::{self, Change, Decision, Deleted, Markers, PlanOptions, Tracked};
@@ -129,6 +130,9 @@ pub enum Problem {
     WorkloadRef(String),
     /// The pause period cannot be parsed (the reload goes ahead without a pause).
     InvalidPause(InvalidPeriod),
+    /// `kube-reloader.io/key-level` is neither "true" nor "false" (`--key-level-triggers`
+    /// decides instead).
+    InvalidKeyLevel(InvalidKeyLevel),
 }
 
 /// The planner's answer.
@@ -160,6 +164,8 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
             };
         }
     };
+    let (key_level, invalid) = keys::enabled(&view.annotations, input.options.key_level);
+    problems.extend(invalid.map(Problem::InvalidKeyLevel));
     let recreating = view.held_for_recreation();
     if view.deleting && !recreating {
         return Plan {
@@ -171,7 +177,7 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         tracked,
         deleted,
         keep,
-    } = tracked_sources(input, pod);
+    } = tracked_sources(input, pod, key_level);
     let stale = if input.options.prune_stale {
         stale::stale_markers(
             pod.spec,
@@ -303,7 +309,7 @@ struct TrackedSources {
     keep: BTreeSet<String>,
 }
 
-fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>) -> TrackedSources {
+fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool) -> TrackedSources {
     let view = input.view;
     let workload = WorkloadAnnotations {
         kind: view.key.kind,
@@ -365,6 +371,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>) -> TrackedSource
                 kind,
                 name: name.to_owned(),
                 digest: digest.clone(),
+                keys: keys::selection(key_level, pod.spec, kind, name, &entry.keys),
                 container,
                 created_while_running: entry.created_while_running,
                 data_changed_at: entry.data_changed_at,
@@ -386,7 +393,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>) -> TrackedSource
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::digest::Digest;
+    use crate::model::digest::{self, Digest};
     use crate::model::edit::Strategy;
     use crate::model::ledger::RECREATE_FINALIZER;
     use crate::model::plan::Cause;
@@ -446,6 +453,7 @@ mod tests {
                     (*kind, name.to_string()),
                     SourceEntry {
                         digest: digest.and_then(Digest::parse),
+                        keys: Default::default(),
                         annotations: annotations
                             .iter()
                             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -458,6 +466,21 @@ mod tests {
             .collect()
     }
 
+    /// ConfigMap `cfg` with this data, hashed as the watcher hashes it.
+    fn keyed(data: &[(&str, &str)]) -> NamespaceSources {
+        let (digest, keys) = digest::configmap_content(data.iter().copied(), []);
+        NamespaceSources::from([(
+            (CM, "cfg".to_owned()),
+            SourceEntry {
+                digest: Some(digest),
+                keys,
+                annotations: BTreeMap::new(),
+                created_while_running: false,
+                data_changed_at: None,
+            },
+        )])
+    }
+
     fn options() -> PlanOptions {
         PlanOptions {
             strategy: Strategy::EnvVars,
@@ -465,6 +488,7 @@ mod tests {
             reload_on_delete: false,
             reload_unrecorded: false,
             prune_stale: true,
+            key_level: false,
         }
     }
 
@@ -888,6 +912,244 @@ mod tests {
         assert_eq!(
             reload_of(&run_with(&fresh, None, &born, create)).changes[0].cause,
             Cause::Created
+        );
+    }
+
+    /// Key-level triggers: plan once with `before` (a baseline under `first` flag), record it,
+    /// then plan with `after` under `then` flag. (what, pod spec, workload annotation, data
+    /// before, data after, flag first, flag then, outcome)
+    #[test]
+    fn key_level_triggers_table() {
+        #[derive(Debug, PartialEq)]
+        enum Outcome {
+            Nothing,
+            Baseline,
+            Reload,
+        }
+        let reads_a = json!({"containers": [{"name": "app", "env": [
+            {"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}]}]});
+        let mounts_b = json!({"containers": [{"name": "app", "volumeMounts": [{"name": "v", "mountPath": "/v"}]}],
+            "volumes": [{"name": "v", "configMap": {"name": "cfg", "items": [{"key": "b", "path": "b"}]}}]});
+        let whole = uses("cfg");
+        let ab: &[(&str, &str)] = &[("a", "1"), ("b", "1")];
+        let b2: &[(&str, &str)] = &[("a", "1"), ("b", "2")];
+        let a2: &[(&str, &str)] = &[("a", "2"), ("b", "1")];
+        let no_a: &[(&str, &str)] = &[("b", "1")];
+        type Row<'a> = (
+            &'a str,
+            &'a serde_json::Value,
+            Option<&'a str>,
+            &'a [(&'a str, &'a str)],
+            &'a [(&'a str, &'a str)],
+            bool,
+            bool,
+            Outcome,
+        );
+        let rows: Vec<Row<'_>> = vec![
+            (
+                "reads a, b changes: nothing, not even a write",
+                &reads_a,
+                None,
+                ab,
+                b2,
+                true,
+                true,
+                Outcome::Nothing,
+            ),
+            (
+                "reads a, a changes",
+                &reads_a,
+                None,
+                ab,
+                a2,
+                true,
+                true,
+                Outcome::Reload,
+            ),
+            (
+                "reads a, a disappears",
+                &reads_a,
+                None,
+                ab,
+                no_a,
+                true,
+                true,
+                Outcome::Reload,
+            ),
+            (
+                "mounts item b, b changes",
+                &mounts_b,
+                None,
+                ab,
+                b2,
+                true,
+                true,
+                Outcome::Reload,
+            ),
+            (
+                "mounts item b, a changes",
+                &mounts_b,
+                None,
+                ab,
+                a2,
+                true,
+                true,
+                Outcome::Nothing,
+            ),
+            (
+                "envFrom: whole object",
+                &whole,
+                None,
+                ab,
+                b2,
+                true,
+                true,
+                Outcome::Reload,
+            ),
+            (
+                "flag off: whole object",
+                &reads_a,
+                None,
+                ab,
+                b2,
+                false,
+                false,
+                Outcome::Reload,
+            ),
+            (
+                "annotation opts in",
+                &reads_a,
+                Some("true"),
+                ab,
+                b2,
+                false,
+                false,
+                Outcome::Nothing,
+            ),
+            (
+                "annotation opts out",
+                &reads_a,
+                Some("false"),
+                ab,
+                b2,
+                true,
+                true,
+                Outcome::Reload,
+            ),
+            (
+                "an invalid annotation: the flag decides",
+                &reads_a,
+                Some("yes"),
+                ab,
+                b2,
+                true,
+                true,
+                Outcome::Nothing,
+            ),
+            (
+                "switched on: the record changes form, no rollout",
+                &reads_a,
+                None,
+                ab,
+                ab,
+                false,
+                true,
+                Outcome::Baseline,
+            ),
+            (
+                "switched off: the record changes form, no rollout",
+                &reads_a,
+                None,
+                ab,
+                ab,
+                true,
+                false,
+                Outcome::Baseline,
+            ),
+            (
+                "switched off after an ignored change: one reload",
+                &reads_a,
+                None,
+                ab,
+                b2,
+                true,
+                false,
+                Outcome::Reload,
+            ),
+        ];
+        for (what, spec, annotation, before, after, first, then, expected) in rows {
+            let mut annotations = vec![AUTO];
+            if let Some(value) = annotation {
+                annotations.push((keys::KEY_LEVEL_ANNOTATION, value));
+            }
+            let mut v = view(WorkloadKind::Deployment, &annotations, spec.clone());
+            let with = |on| PlanOptions {
+                key_level: on,
+                ..options()
+            };
+            let baseline = run_with(&v, None, &keyed(before), with(first));
+            let Intent::Baseline { ledger } = baseline.intent else {
+                panic!("{what}: {baseline:?}")
+            };
+            v.annotations.insert(LEDGER_ANNOTATION.into(), ledger);
+            let plan = run_with(&v, None, &keyed(after), with(then));
+            let outcome = match &plan.intent {
+                Intent::UpToDate => Outcome::Nothing,
+                Intent::Baseline { .. } => Outcome::Baseline,
+                Intent::Reload(reload) => {
+                    // The marker stays upstream's whole-object digest.
+                    assert_eq!(
+                        reload.changes[0].digest,
+                        digest::configmap_data(after.iter().copied(), []),
+                        "{what}"
+                    );
+                    Outcome::Reload
+                }
+                other => panic!("{what}: {other:?}"),
+            };
+            assert_eq!(outcome, expected, "{what}");
+            assert_eq!(
+                plan.problems.len(),
+                usize::from(annotation == Some("yes")),
+                "{what}: {:?}",
+                plan.problems
+            );
+        }
+    }
+
+    /// A reload caused by another source refreshes a key-level record that only other keys
+    /// had moved away from (the pods restart and read everything as it is now).
+    #[test]
+    fn a_reload_refreshes_key_level_records() {
+        let spec = json!({"containers": [{"name": "app",
+            "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}],
+            "envFrom": [{"configMapRef": {"name": "other"}}]}]});
+        let on = PlanOptions {
+            key_level: true,
+            ..options()
+        };
+        let mut v = view(WorkloadKind::Deployment, &[AUTO], spec);
+        let mut s = keyed(&[("a", "1"), ("b", "1")]);
+        s.extend(sources(&[(CM, "other", Some(A), &[])]));
+        let Intent::Baseline { ledger: first } = run_with(&v, None, &s, on).intent else {
+            panic!()
+        };
+        assert!(first.contains("\"configmap/cfg\":\"keys:"), "{first}");
+        v.annotations
+            .insert(LEDGER_ANNOTATION.into(), first.clone());
+        let mut changed = keyed(&[("a", "1"), ("b", "2")]);
+        changed.extend(sources(&[(CM, "other", Some(A), &[])]));
+        assert_eq!(run_with(&v, None, &changed, on).intent, Intent::UpToDate);
+        let mut both = keyed(&[("a", "1"), ("b", "2")]);
+        both.extend(sources(&[(CM, "other", Some(B), &[])]));
+        let plan = run_with(&v, None, &both, on);
+        let reload = reload_of(&plan);
+        assert_eq!(reload.changes.len(), 1, "only other changed what it reads");
+        let whole_now = digest::configmap_data([("a", "1"), ("b", "2")], []);
+        assert!(
+            reload.ledger.contains(&format!("keys:{whole_now}:")),
+            "{}",
+            reload.ledger
         );
     }
 

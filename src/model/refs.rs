@@ -113,6 +113,122 @@ pub fn referenced(spec: &PodSpec) -> Vec<(SourceKind, String)> {
     names
 }
 
+/// Which keys of a source a pod spec reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysRead {
+    /// At least one reference takes the whole object (envFrom, a volume or projected source
+    /// without `items`), or the source is not referenced at all (named only by annotation),
+    /// or it has no keys (a SecretProviderClass): any change counts.
+    Whole,
+    /// Every reference names keys (env `valueFrom` key refs, `items`); sorted, deduplicated.
+    Keys(Vec<String>),
+}
+
+/// The keys of the source the pod spec reads, over volumes (mounted or not: conservative),
+/// projected volume sources, env and envFrom, in containers and initContainers.
+pub fn keys_read(spec: &PodSpec, kind: SourceKind, name: &str) -> KeysRead {
+    if kind == SourceKind::SecretProviderClass {
+        return KeysRead::Whole;
+    }
+    let mut keys: Vec<String> = Vec::new();
+    let mut referenced = false;
+    // `items` absent or empty projects every key.
+    let mut take = |items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| -> bool {
+        referenced = true;
+        match items.filter(|items| !items.is_empty()) {
+            Some(items) => {
+                keys.extend(items.iter().map(|item| item.key.clone()));
+                true
+            }
+            None => false,
+        }
+    };
+    for volume in spec.volumes.iter().flatten() {
+        let direct = match kind {
+            SourceKind::ConfigMap => volume
+                .config_map
+                .as_ref()
+                .filter(|c| c.name == name)
+                .map(|c| c.items.as_ref()),
+            _ => volume
+                .secret
+                .as_ref()
+                .filter(|s| s.secret_name.as_deref() == Some(name))
+                .map(|s| s.items.as_ref()),
+        };
+        if let Some(items) = direct
+            && !take(items)
+        {
+            return KeysRead::Whole;
+        }
+        for projection in volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+        {
+            let items = match kind {
+                SourceKind::ConfigMap => projection
+                    .config_map
+                    .as_ref()
+                    .filter(|c| c.name == name)
+                    .map(|c| c.items.as_ref()),
+                _ => projection
+                    .secret
+                    .as_ref()
+                    .filter(|s| s.name == name)
+                    .map(|s| s.items.as_ref()),
+            };
+            if let Some(items) = items
+                && !take(items)
+            {
+                return KeysRead::Whole;
+            }
+        }
+    }
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for container in containers {
+        let whole = container.env_from.iter().flatten().any(|from| match kind {
+            SourceKind::ConfigMap => from.config_map_ref.as_ref().is_some_and(|r| r.name == name),
+            _ => from.secret_ref.as_ref().is_some_and(|r| r.name == name),
+        });
+        if whole {
+            return KeysRead::Whole;
+        }
+        for from in container
+            .env
+            .iter()
+            .flatten()
+            .filter_map(|e| e.value_from.as_ref())
+        {
+            let key = match kind {
+                SourceKind::ConfigMap => from
+                    .config_map_key_ref
+                    .as_ref()
+                    .filter(|r| r.name == name)
+                    .map(|r| &r.key),
+                _ => from
+                    .secret_key_ref
+                    .as_ref()
+                    .filter(|r| r.name == name)
+                    .map(|r| &r.key),
+            };
+            if let Some(key) = key {
+                keys.push(key.clone());
+                referenced = true;
+            }
+        }
+    }
+    if !referenced {
+        return KeysRead::Whole;
+    }
+    keys.sort();
+    keys.dedup();
+    KeysRead::Keys(keys)
+}
+
 fn volume_uses(volume: &Volume, kind: SourceKind, name: &str) -> bool {
     match kind {
         SourceKind::ConfigMap => {
@@ -304,6 +420,92 @@ mod tests {
             }
         }
         assert_eq!(names.len(), 7);
+    }
+
+    /// (what, pod spec, kind, name, keys read)
+    #[test]
+    fn keys_read_table() {
+        let keys = |k: &[&str]| KeysRead::Keys(k.iter().map(|s| s.to_string()).collect());
+        let rows: Vec<(&str, serde_json::Value, SourceKind, &str, KeysRead)> = vec![
+            (
+                "env key refs in containers and initContainers",
+                json!({"initContainers": [{"name": "i", "env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "z"}}}]}],
+                       "containers": [{"name": "a", "env": [
+                           {"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}},
+                           {"name": "W", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}},
+                           {"name": "O", "valueFrom": {"configMapKeyRef": {"name": "other", "key": "q"}}}]}]}),
+                CM,
+                "cfg",
+                keys(&["a", "z"]),
+            ),
+            (
+                "volume with items plus a projected secret with items",
+                json!({"containers": [{"name": "a"}],
+                       "volumes": [
+                           {"name": "v", "secret": {"secretName": "db", "items": [{"key": "pw", "path": "p"}]}},
+                           {"name": "p", "projected": {"sources": [{"secret": {"name": "db", "items": [{"key": "user", "path": "u"}]}}]}}]}),
+                SECRET,
+                "db",
+                keys(&["pw", "user"]),
+            ),
+            (
+                "envFrom takes the whole object",
+                json!({"containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": "cfg"}}],
+                       "env": [{"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}]}]}),
+                CM,
+                "cfg",
+                KeysRead::Whole,
+            ),
+            (
+                "a volume without items takes the whole object",
+                json!({"containers": [{"name": "a", "env": [{"name": "Y", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a"}}}]}],
+                       "volumes": [{"name": "v", "configMap": {"name": "cfg"}}]}),
+                CM,
+                "cfg",
+                KeysRead::Whole,
+            ),
+            (
+                "empty items project every key",
+                json!({"containers": [{"name": "a"}], "volumes": [{"name": "v", "configMap": {"name": "cfg", "items": []}}]}),
+                CM,
+                "cfg",
+                KeysRead::Whole,
+            ),
+            (
+                "a projected source without items takes the whole object",
+                json!({"containers": [{"name": "a"}],
+                       "volumes": [{"name": "p", "projected": {"sources": [{"configMap": {"name": "cfg", "items": [{"key": "a", "path": "a"}]}}, {"configMap": {"name": "cfg"}}]}}]}),
+                CM,
+                "cfg",
+                KeysRead::Whole,
+            ),
+            (
+                "named only by annotation: whole",
+                json!({"containers": [{"name": "a"}]}),
+                CM,
+                "cfg",
+                KeysRead::Whole,
+            ),
+            (
+                "kinds do not mix: a Secret key ref does not name ConfigMap keys",
+                json!({"containers": [{"name": "a", "env": [
+                    {"name": "Y", "valueFrom": {"secretKeyRef": {"name": "cfg", "key": "s"}}},
+                    {"name": "Z", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "c"}}}]}]}),
+                CM,
+                "cfg",
+                keys(&["c"]),
+            ),
+            (
+                "a SecretProviderClass is always whole",
+                json!({"containers": [{"name": "a"}], "volumes": [{"name": "v", "csi": {"driver": "d", "volumeAttributes": {"secretProviderClass": "spc"}}}]}),
+                SourceKind::SecretProviderClass,
+                "spc",
+                KeysRead::Whole,
+            ),
+        ];
+        for (what, value, kind, name, expected) in rows {
+            assert_eq!(keys_read(&spec(value), kind, name), expected, "{what}");
+        }
     }
 
     #[test]

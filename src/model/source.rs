@@ -1,15 +1,19 @@
 //! What is kept of one reload source (ConfigMap, Secret, SecretProviderClass): its digest and
-//! the two annotations a decision reads. The data itself is hashed on arrival and dropped.
+//! the two annotations a decision reads. The data itself is hashed on arrival and dropped; a
+//! digest per key stays, for key-level triggers.
 
 use std::collections::BTreeMap;
 
-use crate::model::digest::{Digest, SourceKind};
+use crate::model::digest::{Digest, KeyDigests, SourceKind};
 
 /// What the cache keeps of one source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceEntry {
     /// Digest of its data; `None` for a tombstone (deleted, kept for `--reload-on-delete`).
     pub digest: Option<Digest>,
+    /// The digest of each key's value (empty for a tombstone and a SecretProviderClass), so a
+    /// workload reading only some keys can ignore changes to the others.
+    pub keys: KeyDigests,
     /// Only the ignore and match annotations (the rest is dropped).
     pub annotations: BTreeMap<String, String>,
     /// Appeared after the initial sync (for `--reload-on-create`).

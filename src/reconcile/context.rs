@@ -120,6 +120,7 @@ impl Context {
             reload_on_delete: self.settings.reload_on_delete,
             reload_unrecorded: false,
             prune_stale: self.settings.prune_stale_markers,
+            key_level: self.settings.key_level_triggers,
         }
     }
 

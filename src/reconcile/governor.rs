@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::index;
 use crate::model::governor::{self, CanaryState, Gate, GateInput, Hold, InvalidRule, Limits, Load};
+use crate::model::keys;
 use crate::model::pause::rfc3339;
 use crate::model::plan::{Cause, Change};
 use crate::model::planner::{self, PodTemplate, Reload};
@@ -296,8 +297,9 @@ fn canary(
             change.kind,
             &change.name,
         );
-        // Only workloads that track the source now and really write (not in notify mode)
-        // can be canaries: one that never reloads would hold the others for nothing.
+        // Only workloads that track the source now, really write (not in notify mode) and
+        // reload for this change (not key-level readers of other keys) can be canaries: one
+        // that never reloads would hold the others for nothing.
         let stored: Vec<_> = keys
             .iter()
             .filter(|k| ctx.filter.allows(&k.namespace))
@@ -311,7 +313,16 @@ fn canary(
                             PodTemplate::of(&s.view),
                             source,
                             &ctx.settings.policy,
-                        ))
+                        )
+                        && !source_entry.as_ref().is_some_and(|e| {
+                            keys::workload_ignores_change(
+                                &s.view,
+                                ctx.settings.key_level_triggers,
+                                (change.kind, &change.name),
+                                &change.digest,
+                                &e.keys,
+                            )
+                        }))
             })
             .collect();
         for s in &stored {

@@ -321,7 +321,7 @@ pub async fn run(ctx: Arc<Context>) {
                     ctx.clone(),
                     ns.clone(),
                     SourceKind::ConfigMap,
-                    DigestedConfigMap::digest,
+                    DigestedConfigMap::content,
                 )),
             ));
         }
@@ -334,7 +334,7 @@ pub async fn run(ctx: Arc<Context>) {
                     ctx.clone(),
                     ns.clone(),
                     SourceKind::Secret,
-                    DigestedSecret::digest,
+                    DigestedSecret::content,
                 )),
             ));
         }

@@ -330,6 +330,16 @@ async fn report_problem(
                 key.name
             ),
         ),
+        Problem::InvalidKeyLevel(invalid) => (
+            format!("key-level={}", invalid.value),
+            format!(
+                "{} {}/{}: {invalid}; --key-level-triggers decides instead. Fix: set it to \"true\" \
+                 or \"false\", or remove it.",
+                key.kind.as_str(),
+                key.namespace,
+                key.name
+            ),
+        ),
         Problem::InvalidPause(invalid) => (
             format!("pause={}", invalid.value),
             format!(

@@ -226,6 +226,8 @@ fn observe(ctx: &Context, status: &SecretProviderClassPodStatus) -> Option<(Stri
         .unwrap_or_default();
     let entry = SourceEntry {
         digest: Some(digest),
+        // A SecretProviderClass has no keys: always whole-object.
+        keys: Default::default(),
         annotations,
         created_while_running: false,
         data_changed_at: Some(crate::reconcile::unix_now()),

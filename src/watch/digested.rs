@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use crate::model::digest::{self, Digest};
+use crate::model::digest::{self, Digest, KeyDigests};
 
 /// The metadata fields a source decision reads; everything else (managedFields, labels,
 /// ownerReferences, ...) is skipped without being built.
@@ -114,12 +114,14 @@ macro_rules! digested_source {
             pub metadata: ObjectMeta,
             /// Upstream's digest of the data.
             pub digest: Digest,
+            /// A digest per key, for key-level triggers.
+            pub keys: KeyDigests,
         }
 
         impl $name {
-            /// Upstream's digest of the data (the watcher's hash function).
-            pub fn digest(&self) -> Digest {
-                self.digest.clone()
+            /// The digests the source cache keeps (the watcher's hash function).
+            pub fn content(&self) -> (Digest, KeyDigests) {
+                (self.digest.clone(), self.keys.clone())
             }
         }
 
@@ -171,10 +173,14 @@ impl<'de> Deserialize<'de> for DigestedSecret {
         let wire = Wire::deserialize(deserializer)?;
         let entries = wire.data.map(|d| d.0).unwrap_or_default();
         let values = decoded(&entries);
-        let digest = digest::secret_data(values.iter().map(|(k, v)| (*k, v.as_ref())));
+        let (digest, keys) =
+            digest::secret_content(values.iter().map(|(k, v)| (*k, v.as_ref())));
+        // As digest::secret_keyed: per-key digests of a Secret are keyed by its uid.
+        let keys = keys.keyed(wire.metadata.uid.as_deref().unwrap_or_default());
         Ok(Self {
             metadata: wire.metadata.into(),
             digest,
+            keys,
         })
     }
 }
@@ -195,13 +201,14 @@ impl<'de> Deserialize<'de> for DigestedConfigMap {
         let data = wire.data.map(|d| d.0).unwrap_or_default();
         let binary = wire.binary_data.map(|d| d.0).unwrap_or_default();
         let binary = decoded(&binary);
-        let digest = digest::configmap_data(
+        let (digest, keys) = digest::configmap_content(
             data.iter().map(|(k, v)| (k.0.as_ref(), v.0.as_ref())),
             binary.iter().map(|(k, v)| (*k, v.as_ref())),
         );
         Ok(Self {
             metadata: wire.metadata.into(),
             digest,
+            keys,
         })
     }
 }
@@ -225,7 +232,7 @@ mod tests {
     fn secret_digest_matches_the_full_object() {
         let full: Secret = serde_json::from_str(SECRET).unwrap();
         let lite: DigestedSecret = serde_json::from_str(SECRET).unwrap();
-        assert_eq!(lite.digest(), digest::secret(&full));
+        assert_eq!(lite.content(), digest::secret_keyed(&full));
         assert_eq!(lite.metadata.name.as_deref(), Some("db"));
         assert_eq!(lite.metadata.namespace.as_deref(), Some("prod"));
         assert_eq!(lite.metadata.resource_version.as_deref(), Some("42"));
@@ -238,7 +245,7 @@ mod tests {
     fn configmap_digest_matches_the_full_object_with_escapes_and_binary_data() {
         let full: ConfigMap = serde_json::from_str(CONFIGMAP).unwrap();
         let lite: DigestedConfigMap = serde_json::from_str(CONFIGMAP).unwrap();
-        assert_eq!(lite.digest(), digest::configmap(&full));
+        assert_eq!(lite.content(), digest::configmap_keyed(&full));
     }
 
     #[test]
@@ -250,10 +257,10 @@ mod tests {
         ] {
             let lite: DigestedSecret = serde_json::from_str(text).unwrap();
             let full: Secret = serde_json::from_str(text).unwrap();
-            assert_eq!(lite.digest(), digest::secret(&full), "{text}");
+            assert_eq!(lite.content(), digest::secret_keyed(&full), "{text}");
             let lite: DigestedConfigMap = serde_json::from_str(text).unwrap();
             let full: ConfigMap = serde_json::from_str(text).unwrap();
-            assert_eq!(lite.digest(), digest::configmap(&full), "{text}");
+            assert_eq!(lite.content(), digest::configmap_keyed(&full), "{text}");
         }
     }
 

@@ -11,7 +11,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
 use crate::index::sources::Change;
-use crate::model::digest::{Digest, SourceKind};
+use crate::model::digest::{Digest, KeyDigests, SourceKind};
 use crate::model::source::SourceEntry;
 use crate::notify;
 use crate::ops::leader::WriteState;
@@ -43,7 +43,7 @@ pub async fn run<K>(
     ctx: Arc<Context>,
     namespace: Option<String>,
     kind: SourceKind,
-    hash: fn(&K) -> Digest,
+    hash: fn(&K) -> (Digest, KeyDigests),
 ) where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -58,12 +58,16 @@ pub async fn run<K>(
     if let Some(selector) = &ctx.settings.resource_selector {
         config = config.labels(selector);
     }
-    let entry = |object: &K, created: bool| SourceEntry {
-        digest: Some(hash(object)),
-        annotations: ctx.settings.policy.source_annotations(object.annotations()),
-        created_while_running: created,
-        // Kept by the cache only when the digest differs from the one it held.
-        data_changed_at: Some(crate::reconcile::unix_now()),
+    let entry = |object: &K, created: bool| {
+        let (digest, keys) = hash(object);
+        SourceEntry {
+            digest: Some(digest),
+            keys,
+            annotations: ctx.settings.policy.source_annotations(object.annotations()),
+            created_while_running: created,
+            // Kept by the cache only when the digest differs from the one it held.
+            data_changed_at: Some(crate::reconcile::unix_now()),
+        }
     };
     let watched = Watched::Sources(resource_type(kind), namespace.clone());
     let mut stream = watcher(api, config).default_backoff().boxed();

@@ -1546,6 +1546,7 @@ async fn governor_values_render_flags_the_binary_accepts() {
     let sets: Vec<String> = [
         "reloader.shutdownGracePeriod=20s",
         "reloader.pruneStaleMarkers=false",
+        "reloader.keyLevelTriggers=true",
         "reloader.governor.debounce=30s",
         "reloader.governor.maxConcurrentRollouts=5",
         "reloader.governor.maxConcurrentRolloutsPerNamespace=2",
@@ -1564,6 +1565,7 @@ async fn governor_values_render_flags_the_binary_accepts() {
     for expected in [
         "--shutdown-grace-period=20s",
         "--prune-stale-markers=false",
+        "--key-level-triggers=true",
         "--debounce=30s",
         "--max-concurrent-rollouts=5",
         "--max-concurrent-rollouts-per-namespace=2",
@@ -1589,11 +1591,12 @@ async fn governor_values_render_flags_the_binary_accepts() {
     assert_eq!(settings.limits.canaries, Some(2));
     assert!(settings.limits.window.is_some() && settings.limits.dry_run);
     assert!(!settings.prune_stale_markers);
+    assert!(settings.key_level_triggers);
     let defaults = args(&render(&cluster, "rel", "relns", &[], &[]));
     assert!(
-        !defaults
-            .iter()
-            .any(|a| a.starts_with("--debounce") || a == "--dry-run"),
+        !defaults.iter().any(|a| a.starts_with("--debounce")
+            || a == "--dry-run"
+            || a.starts_with("--key-level-triggers")),
         "off by default: {defaults:?}"
     );
 }

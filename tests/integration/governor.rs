@@ -535,3 +535,58 @@ async fn a_failed_canary_halts_the_change_until_the_next_one() {
     .await;
     controller.stop();
 }
+
+/// Under the health gate, a key-level reader of other keys is no canary of a change it
+/// ignores: it would never reload and would hold the others until the rollout timeout.
+#[tokio::test]
+async fn keylevel_readers_of_other_keys_are_no_canaries() {
+    let cluster = cluster(Tier::C).await;
+    let ns = cluster.create_namespace("keylevel-canary").await.unwrap();
+    let client = cluster.client().await.unwrap();
+    create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"a": "1", "b": "1"}))).await;
+    let reads = |key: &str| {
+        json!({"containers": [{"name": "app", "image": "registry.invalid/app",
+            "env": [{"name": "V", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": key}}}]}]})
+    };
+    let annotations = json!({"configmap.reloader.stakater.com/reload": "cfg"});
+    // "a-reader" sorts first: without the fix it would be the canary of a change of b.
+    for (name, key) in [("a-reader", "a"), ("b-one", "b"), ("b-two", "b")] {
+        create::<Deployment>(
+            &client,
+            &ns,
+            deployment(name, annotations.clone(), reads(key)),
+        )
+        .await;
+    }
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    wait_all_complete(&deployments, 3).await;
+    let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+    let args = [
+        "--namespaces",
+        ns.as_str(),
+        "--key-level-triggers",
+        "--health-gate",
+        "--canary=1",
+        "--rollout-timeout=10m",
+    ];
+    let controller = Controller::start(&cluster, &identity, &ns, &args).await;
+    for name in ["a-reader", "b-one", "b-two"] {
+        recorded(&deployments, name).await;
+    }
+    let untouched = template_of(&deployments.get("a-reader").await.unwrap());
+    set_configmap(&client, &ns, "cfg", json!({"b": "2"})).await;
+    wait_env(&deployments, "b-one", "app", "the canary b-one to reload").await;
+    wait_env(
+        &deployments,
+        "b-two",
+        "app",
+        "b-two to reload after the canary",
+    )
+    .await;
+    assert_eq!(
+        template_of(&deployments.get("a-reader").await.unwrap()),
+        untouched,
+        "a-reader reads only a"
+    );
+    controller.stop();
+}
