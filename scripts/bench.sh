@@ -34,13 +34,16 @@ if [[ -n "${PEER:-}" ]]; then
   peer_version="${PEER_VERSION:-}"
   readme="$(dirname "$PEER")/README.md"
   if [[ -z "$peer_version" && -f "$readme" ]]; then
-    peer_version="$(grep -o 'stakater/Reloader built from[^(]*([^)]*)' "$readme" | head -n1 || true)"
+    peer_version="$(tr '\n' ' ' < "$readme" | grep -o 'stakater/Reloader built from [^(]*([^)/]*' | head -n1 | tr -s ' ' | sed 's/ *$/)/' || true)"
   fi
   peer_version="${peer_version:-$(basename "$PEER")}, sha256 $(sha256sum "$PEER" | cut -c1-12)"
   peer_args=(--peer "$PEER" --peer-label "$peer_label")
 fi
+# BENCH_MEMORY_BUDGET_GIB: the most the stack may use at a point (default 12 GiB, the machine
+# being shared); points estimated over it are dropped and listed.
 compare="$(KUBE_RELOADER_TESTBINS="$bins" "$target/release/kube-reloader-compare-bench" \
-  --binary "$target/release/kube-reloader" --points "$points" --out docs/bench "${peer_args[@]}")"
+  --binary "$target/release/kube-reloader" --points "$points" --out docs/bench \
+  --memory-budget-gib "${BENCH_MEMORY_BUDGET_GIB:-12}" "${peer_args[@]}")"
 compared=$(date +%s)
 
 memory_args=("$@")
@@ -101,14 +104,16 @@ minutes() { awk -v s="$1" 'BEGIN {printf "%.1f min", s/60}'; }
   echo "\`--quota-backend-bytes=8 GiB\`, in the bench only), objects created 32 requests in flight,"
   echo "Secrets filled with random (incompressible) bytes. At each point every controller is started"
   echo "in turn on the same data, never two at once. *Ready* is the same test for both: from the spawn"
-  echo "until a change of a probe ConfigMap shows up as a reload of its Deployment (changed once a"
-  echo "second until it does); the peer has no readiness endpoint and ignores changes made before its"
+  echo "until a change of a probe ConfigMap shows up as a reload of its Deployment (changed every"
+  echo "300 ms until it does); the peer has no readiness endpoint and ignores changes made before its"
   echo "informers synced, so its first reload is when it works; kube-reloader's \`/ready\` time is in"
   echo "results.json as well. *RSS after sync* is VmRSS once ready, kube-reloader's baselines written,"
   echo "and 3 s of settling; *peak* is VmHWM since the start; *CPU* is user + system time since the"
   echo "start. *Fan-out*: from the PATCH of the ConfigMap until every Deployment's pod template"
   echo "carries the new value. *Latency*: from the PATCH until the Deployment carries it, one change at"
-  echo "a time. kube-apiserver and etcd RSS are read after each point."
+  echo "a time; each reload is one PATCH of the Deployment and one Event (created, then patched as"
+  echo "the same Event repeats), which is why both show about 2 PATCHes per change."
+  echo "kube-apiserver and etcd RSS are read after each point."
   echo
   echo "$compare"
   echo

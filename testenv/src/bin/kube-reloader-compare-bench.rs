@@ -1264,6 +1264,16 @@ fn sizing(results: &Value) -> String {
         objects_peak.1 * 1048576.0,
         workloads_peak.1 * 1048576.0,
     );
+    let measured = |scenario: &str, x: &str| {
+        series(results, c, scenario, x, "rss_after_sync")
+            .iter()
+            .map(|p| p.0)
+            .fold(0.0, f64::max)
+    };
+    let (max_objects, max_workloads) = (
+        measured("objects", "objects"),
+        measured("workloads", "workloads"),
+    );
     for (name, objects, workloads) in [
         ("small", 1_000.0, 100.0),
         ("medium", 10_000.0, 1_000.0),
@@ -1274,8 +1284,13 @@ fn sizing(results: &Value) -> String {
         let peak =
             (objects_peak.0 + objects_peak.1 * objects + workloads_peak.1 * workloads).max(rss);
         let round = |v: f64| ((v / 16.0).ceil() * 16.0) as u64;
+        let beyond = if objects > max_objects || workloads > max_workloads {
+            " (extrapolated)"
+        } else {
+            ""
+        };
         out += &format!(
-            "| {name} | {objects:.0} | {workloads:.0} | {rss:.0} MiB ({peak:.0}) | {} Mi | {} Mi |\n",
+            "| {name}{beyond} | {objects:.0} | {workloads:.0} | {rss:.0} MiB ({peak:.0}) | {} Mi | {} Mi |\n",
             round(rss * 1.25),
             round(peak * 1.5).max(round(rss * 1.25) * 2),
         );
