@@ -47,9 +47,11 @@ cluster: testbins
 	$(CARGO) build --locked -p kube-reloader-testenv --bin kube-reloader-cluster
 	KUBE_RELOADER_TESTBINS="$$(testbins/build.sh --print-dir)" target/debug/kube-reloader-cluster $(if $(KUBECONFIG_OUT),--kubeconfig-out $(KUBECONFIG_OUT))
 
-## bench: memory and API load on a real control plane, written to docs/BENCHMARKS.md.
+## bench: memory, fan-out, latency and API load on a real control plane, written to
+## docs/BENCHMARKS.md, docs/bench/results.json and docs/bench/*.png. PEER=path/to/stakater-reloader
+## measures that controller side by side; BENCH_POINTS=quick is a smoke run (default full).
 bench: prerequisites testbins
-	scripts/bench.sh
+	$(if $(PEER),PEER="$(PEER)") $(if $(BENCH_POINTS),BENCH_POINTS="$(BENCH_POINTS)") scripts/bench.sh
 
 ## build: the release binary at target/release/kube-reloader.
 build:

@@ -87,6 +87,16 @@ pub struct Identity {
     token: String,
 }
 
+/// Extra flags for the components, for benchmarks that need higher limits than the defaults
+/// (e.g. `--max-requests-inflight` for bulk creates, `--quota-backend-bytes` for large data).
+#[derive(Debug, Clone, Default)]
+pub struct Tuning {
+    /// Appended to kube-apiserver's flags (a later flag wins over the default).
+    pub apiserver_args: Vec<String>,
+    /// Appended to etcd's flags.
+    pub etcd_args: Vec<String>,
+}
+
 /// A running control plane; stops every process and removes its directory when dropped.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -100,6 +110,7 @@ pub struct ControlPlane {
     keep_dir: bool,
     /// etcd's peer port, kept across restarts so the member's recorded URL stays valid.
     etcd_peer_port: Option<u16>,
+    tuning: Tuning,
 }
 
 fn say(message: impl AsRef<str>) {
@@ -111,6 +122,11 @@ impl ControlPlane {
     /// Starts etcd and kube-apiserver, then whatever else `tier` needs, and waits until each
     /// is ready. On failure, the error holds every component's log.
     pub async fn start(tier: Tier) -> Result<Self, Error> {
+        Self::start_tuned(tier, Tuning::default()).await
+    }
+
+    /// [`ControlPlane::start`] with extra component flags (kept across component restarts).
+    pub async fn start_tuned(tier: Tier, tuning: Tuning) -> Result<Self, Error> {
         let bins = Bins::locate()?;
         let dir = make_run_dir()?;
         let ready_timeout = std::env::var(READY_TIMEOUT_ENV)
@@ -169,6 +185,7 @@ impl ControlPlane {
             ready_timeout,
             keep_dir,
             etcd_peer_port: None,
+            tuning,
         };
         std::fs::create_dir_all(dir.join("logs")).map_err(Error::io("cannot create logs dir"))?;
         say(format!(
@@ -337,6 +354,7 @@ impl ControlPlane {
             "--unsafe-no-fsync".to_owned(),
             "--log-level=warn".to_owned(),
         ]);
+        command.args(&self.tuning.etcd_args);
         self.spawn("etcd", command)?;
         self.info.etcd_url = client_url.clone();
         let health = format!("{client_url}/health");
@@ -417,6 +435,7 @@ impl ControlPlane {
             "--audit-log-maxsize=2000".to_owned(),
             "--audit-log-maxbackup=1".to_owned(),
         ]);
+        command.args(&self.tuning.apiserver_args);
         self.spawn("kube-apiserver", command)?;
         self.info.server = server;
         self.write_kubeconfig(

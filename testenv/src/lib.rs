@@ -10,10 +10,11 @@ pub mod bins;
 pub mod cluster;
 pub mod error;
 pub mod pki;
+pub mod plot;
 pub mod process;
 pub mod shared;
 
-pub use cluster::{ClusterInfo, ControlPlane, Identity, NODE_NAME, Tier};
+pub use cluster::{ClusterInfo, ControlPlane, Identity, NODE_NAME, Tier, Tuning};
 pub use error::Error;
 pub use shared::shared;
 
