@@ -47,18 +47,26 @@ async fn a_stale_marker_leaves_with_the_next_reload_and_never_alone() {
     .await;
 
     // The user stops reading b: the controller records that without touching the template.
-    let mut current = deployments.get("web").await.unwrap();
-    let spec = current.spec.as_mut().unwrap();
-    let container = &mut spec.template.spec.as_mut().unwrap().containers[0];
-    container
-        .env_from
-        .as_mut()
-        .unwrap()
-        .retain(|e| e.config_map_ref.as_ref().is_some_and(|r| r.name == "a"));
-    let edited = deployments
-        .replace("web", &PostParams::default(), &current)
-        .await
-        .unwrap();
+    // The controller may still be writing its ledger after the reload (or the
+    // controller-manager the status): retry the read-modify-replace on a conflict.
+    let edited = loop {
+        let mut current = deployments.get("web").await.unwrap();
+        let spec = current.spec.as_mut().unwrap();
+        let container = &mut spec.template.spec.as_mut().unwrap().containers[0];
+        container
+            .env_from
+            .as_mut()
+            .unwrap()
+            .retain(|e| e.config_map_ref.as_ref().is_some_and(|r| r.name == "a"));
+        match deployments
+            .replace("web", &PostParams::default(), &current)
+            .await
+        {
+            Ok(edited) => break edited,
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(e) => panic!("replacing the Deployment: {e}"),
+        }
+    };
     // A Deployment's generation also moves with its annotations (the ledger): the pod
     // template is what rolls pods.
     let template = |d: &Deployment| d.spec.as_ref().map(|s| s.template.clone());
