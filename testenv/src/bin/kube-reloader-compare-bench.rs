@@ -18,7 +18,8 @@
 //! 3. workloads: memory after the initial sync with N Deployments (each using one of 100
 //!    ConfigMaps and one of 100 Secrets).
 //! 4. objects: memory after the initial sync with N Secrets of S KiB of random (incompressible)
-//!    data plus N/4 ConfigMaps of 1 KiB; points whose data would not fit this machine are
+//!    data plus N/4 ConfigMaps of 1 KiB and 1,000 Deployments (100 in `quick`) using the first
+//!    ConfigMaps; points whose data would not fit this machine are
 //!    dropped (and listed, with why) instead of swapping.
 //!
 //! Per controller and point: VmRSS after the sync settled, VmHWM (peak since start), CPU
@@ -64,6 +65,8 @@ struct Matrix {
     workloads: Vec<usize>,
     secret_counts: Vec<usize>,
     secret_kib: Vec<usize>,
+    /// Deployments present during the object sweep (using the first ConfigMaps and Secrets).
+    objects_workloads: usize,
 }
 
 fn matrix(name: &str) -> Result<Matrix, String> {
@@ -75,14 +78,16 @@ fn matrix(name: &str) -> Result<Matrix, String> {
             workloads: vec![100],
             secret_counts: vec![0, 1000],
             secret_kib: vec![1, 10],
+            objects_workloads: 100,
         }),
         "full" => Ok(Matrix {
             name: "full",
             fanout: vec![200, 1000],
             changes: 100,
             workloads: vec![100, 1000, 10_000],
-            secret_counts: vec![0, 1000, 5000, 20_000, 50_000],
+            secret_counts: vec![0, 1000, 5000, 20_000, 50_000, 80_000],
             secret_kib: vec![1, 10, 100],
+            objects_workloads: 1000,
         }),
         other => Err(format!("--points {other}: expected quick or full\n{USAGE}")),
     }
@@ -416,6 +421,8 @@ struct Synced {
     ready_endpoint_s: f64,
     first_reload_s: f64,
     rss: f64,
+    /// The anonymous part of `rss` (heap, stacks); the rest is the mapped binary's pages.
+    anon: f64,
     peak: f64,
     cpu_s: f64,
 }
@@ -574,10 +581,12 @@ impl Bench {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let pid = run.process.pid();
         let (rss, peak) = memory(pid);
+        let anon = status_kib(pid, "RssAnon:") / 1024.0;
         Ok(Synced {
             ready_endpoint_s: ready_s,
             first_reload_s,
             rss,
+            anon,
             peak,
             cpu_s: cpu_seconds(pid),
         })
@@ -586,6 +595,7 @@ impl Bench {
     fn record_synced(&mut self, index: usize, scenario: &str, point: &Value, s: &Synced) {
         let name = self.controllers[index].name.clone();
         self.record(&name, scenario, point, "rss_after_sync", s.rss, "MiB");
+        self.record(&name, scenario, point, "rss_anon_after_sync", s.anon, "MiB");
         self.record(&name, scenario, point, "rss_peak", s.peak, "MiB");
         self.record(&name, scenario, point, "cpu_to_sync", s.cpu_s, "s");
         self.record(
@@ -855,6 +865,14 @@ impl Bench {
         let secrets: Api<Secret> = Api::namespaced(self.admin.clone(), ns);
         let mut random = Random(0x2545_f491_4f6c_dd1d);
         let cm_payload = random.text(1024);
+        // Workloads present at every point, so a point is the issue's "N Secrets + N/4
+        // ConfigMaps + 1,000 workloads": Deployment i uses ConfigMap cm-i (envFrom).
+        let deployments: Api<Deployment> = Api::namespaced(self.admin.clone(), ns);
+        let with = matrix.objects_workloads;
+        create_all(&deployments, 0..with, 0, |i| {
+            deployment(&format!("app-{i}"), &format!("cm-{i}"), None)
+        })
+        .await?;
         for &kib in &matrix.secret_kib {
             let mut created = 0;
             let mut created_cms = 0;
@@ -863,7 +881,9 @@ impl Bench {
                     continue; // the empty point is the same for every size
                 }
                 let cms = count / 4;
-                let label = format!("{count} Secrets x {kib} KiB + {cms} ConfigMaps x 1 KiB");
+                let label = format!(
+                    "{count} Secrets x {kib} KiB + {cms} ConfigMaps x 1 KiB + {with} Deployments"
+                );
                 let data = (count * kib * 1024 + cms * 1024) as u64;
                 let available = mem_available();
                 let need = data * FOOTPRINT_FACTOR;
@@ -919,13 +939,13 @@ impl Bench {
                 created = count;
                 created_cms = cms;
                 let point = json!({"point": label, "secrets": count, "secret_kib": kib,
-                    "configmaps": cms, "objects": count + cms});
+                    "configmaps": cms, "objects": count + cms, "workloads": with});
                 self.memory_point("objects", point).await?;
             }
             delete_all(&secrets).await?;
             delete_all(&configmaps).await?;
         }
-        Ok(())
+        delete_all(&deployments).await
     }
 }
 
@@ -1137,7 +1157,7 @@ fn memory_table(results: &Value, scenario: &str) -> String {
     let mut out = String::from("| point |");
     for n in &names {
         out += &format!(
-            " {n}: RSS after sync (peak) | {n}: CPU to sync | {n}: ready (first reload) |"
+            " {n}: RSS after sync [anonymous] (peak) | {n}: CPU to sync | {n}: ready (first reload) |"
         );
     }
     out += " kube-apiserver RSS | etcd RSS |\n|---|";
@@ -1148,9 +1168,11 @@ fn memory_table(results: &Value, scenario: &str) -> String {
         for n in &names {
             let rss = find(results, n, scenario, &p, "rss_after_sync");
             let peak = find(results, n, scenario, &p, "rss_peak");
+            let anon = find(results, n, scenario, &p, "rss_anon_after_sync");
             out += &format!(
-                " {} ({}) | {} | {} |",
+                " {} [{}] ({}) | {} | {} |",
                 cell(rss, 1, " MiB"),
+                cell(anon, 1, ""),
                 cell(peak, 1, ""),
                 cell(find(results, n, scenario, &p, "cpu_to_sync"), 2, " s"),
                 cell(find(results, n, scenario, &p, "time_to_ready"), 1, " s"),
@@ -1209,6 +1231,43 @@ fn series(
 
 /// The steepest of the per-Secret-size lines of `figure` over the objects points (the empty
 /// point belongs to every size), so the sizing holds for the largest Secrets measured.
+/// The fitted RSS growth per extra Secret (bytes per object, ConfigMaps included) of every
+/// controller at every Secret size, as one Markdown line per controller.
+fn growth_per_object(results: &Value) -> String {
+    let all = results["records"].as_array().cloned().unwrap_or_default();
+    let mut sizes: Vec<f64> = all
+        .iter()
+        .filter_map(|r| r["secret_kib"].as_f64())
+        .collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    let mut out = String::new();
+    for controller in names(results) {
+        let per_size: Vec<String> = sizes
+            .iter()
+            .map(|&size| {
+                let points: Vec<(f64, f64)> = all
+                    .iter()
+                    .filter(|r| {
+                        r["controller"] == controller.as_str()
+                            && r["scenario"] == "objects"
+                            && r["figure"] == "rss_after_sync"
+                            && (r["secret_kib"].as_f64() == Some(size)
+                                || r["objects"].as_f64() == Some(0.0))
+                    })
+                    .filter_map(|r| Some((r["objects"].as_f64()?, r["value"].as_f64()?)))
+                    .collect();
+                format!("{size:.0} KiB Secrets: {:.0} B", fit(&points).1 * 1048576.0)
+            })
+            .collect();
+        out += &format!(
+            "- {controller}: RSS growth per extra object (least-squares over the points): {}\n",
+            per_size.join("; ")
+        );
+    }
+    out
+}
+
 fn steepest(results: &Value, controller: &str, figure: &str) -> (f64, f64) {
     let all = results["records"].as_array().cloned().unwrap_or_default();
     let mut sizes: Vec<f64> = all
@@ -1363,6 +1422,8 @@ fn markdown(results: &Value) -> String {
     }
     out += "\n### Memory vs Secrets and ConfigMaps\n\n";
     out += &memory_table(results, "objects");
+    out += "\n";
+    out += &growth_per_object(results);
     out += "\n![memory vs objects](bench/memory-vs-objects.png)\n\n";
     let dropped = results["dropped"].as_array().cloned().unwrap_or_default();
     if !dropped.is_empty() {
