@@ -866,11 +866,16 @@ impl Bench {
         let mut random = Random(0x2545_f491_4f6c_dd1d);
         let cm_payload = random.text(1024);
         // Workloads present at every point, so a point is the issue's "N Secrets + N/4
-        // ConfigMaps + 1,000 workloads": Deployment i uses ConfigMap cm-i (envFrom).
+        // ConfigMaps + 1,000 workloads": every Deployment uses one ConfigMap that exists at
+        // every point (so each gets its baseline, which the sync waits for).
         let deployments: Api<Deployment> = Api::namespaced(self.admin.clone(), ns);
         let with = matrix.objects_workloads;
+        configmaps
+            .create(&PostParams::default(), &configmap("used", "0")?)
+            .await
+            .map_err(err)?;
         create_all(&deployments, 0..with, 0, |i| {
-            deployment(&format!("app-{i}"), &format!("cm-{i}"), None)
+            deployment(&format!("app-{i}"), "used", None)
         })
         .await?;
         for &kib in &matrix.secret_kib {
@@ -944,6 +949,11 @@ impl Bench {
             }
             delete_all(&secrets).await?;
             delete_all(&configmaps).await?;
+            // The Deployments' ConfigMap stays for the next size.
+            configmaps
+                .create(&PostParams::default(), &configmap("used", "0")?)
+                .await
+                .map_err(err)?;
         }
         delete_all(&deployments).await
     }
