@@ -12,6 +12,7 @@ pub mod error;
 pub mod pki;
 pub mod plot;
 pub mod process;
+pub mod procfs;
 pub mod shared;
 
 pub use cluster::{ClusterInfo, ControlPlane, Identity, NODE_NAME, Tier, Tuning};

@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube_reloader_testenv::process::{Process, free_port};
+use kube_reloader_testenv::procfs::memory;
 use kube_reloader_testenv::{ClusterInfo, ControlPlane, Tier};
 use serde_json::json;
 
@@ -67,20 +68,6 @@ fn parse() -> Result<Options, String> {
         return Err("need deployments <= configmaps, secrets and reloads <= deployments".into());
     }
     Ok(options)
-}
-
-/// VmRSS and VmHWM of a process, in MiB.
-fn memory(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<Duration, String>

@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube_reloader_testenv::process::{Process, free_port};
+use kube_reloader_testenv::procfs::cpu_seconds;
 use kube_reloader_testenv::{ClusterInfo, ControlPlane, Identity, Tier};
 use serde_json::json;
 
@@ -65,26 +66,6 @@ fn parse() -> Result<Options, String> {
         return Err(USAGE.to_owned());
     }
     Ok(options)
-}
-
-/// User plus system CPU seconds of a process.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 after the ')'.
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(11) + ticks(12)) / hz.max(1.0)
 }
 
 async fn wait_until<F, Fut>(what: &str, mut check: F) -> Result<Duration, String>
