@@ -255,8 +255,19 @@ pub fn configmap_keyed(cm: &ConfigMap) -> (Digest, KeyDigests) {
 /// ([`KeyDigests::keyed`]; a Secret created again under the same name gets new key digests,
 /// so its key-level readers reload once even if the data is the same).
 pub fn secret_keyed(secret: &Secret) -> (Digest, KeyDigests) {
-    let (digest, keys) = secret_content(merged_secret_data(secret));
-    let uid = secret.metadata.uid.as_deref().unwrap_or_default();
+    secret_content_keyed(
+        merged_secret_data(secret),
+        secret.metadata.uid.as_deref().unwrap_or_default(),
+    )
+}
+
+/// [`secret_content`] with the per-key digests keyed by the Secret's `uid`, as
+/// [`secret_keyed`]: for callers that have the data but not a `Secret` object.
+pub fn secret_content_keyed<'a>(
+    data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    uid: &str,
+) -> (Digest, KeyDigests) {
+    let (digest, keys) = secret_content(data);
     (digest, keys.keyed(uid))
 }
 

@@ -173,9 +173,10 @@ impl<'de> Deserialize<'de> for DigestedSecret {
         let wire = Wire::deserialize(deserializer)?;
         let entries = wire.data.map(|d| d.0).unwrap_or_default();
         let values = decoded(&entries);
-        let (digest, keys) = digest::secret_content(values.iter().map(|(k, v)| (*k, v.as_ref())));
-        // As digest::secret_keyed: per-key digests of a Secret are keyed by its uid.
-        let keys = keys.keyed(wire.metadata.uid.as_deref().unwrap_or_default());
+        let (digest, keys) = digest::secret_content_keyed(
+            values.iter().map(|(k, v)| (*k, v.as_ref())),
+            wire.metadata.uid.as_deref().unwrap_or_default(),
+        );
         Ok(Self {
             metadata: wire.metadata.into(),
             digest,
