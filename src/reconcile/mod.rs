@@ -26,7 +26,7 @@ pub use context::Context;
 pub use report::Outbound;
 
 /// Workers planning and writing in parallel (each key is only ever in one of them).
-const WORKERS: usize = 4;
+const WORKERS: usize = 8;
 
 /// A running engine.
 pub struct Engine {
@@ -47,6 +47,10 @@ impl Engine {
         }
         ctx.supervisor
             .spawn("export leadership", export_leadership(ctx.clone()));
+        let events = ctx.clone();
+        ctx.supervisor.spawn("publish events", async move {
+            events.report.publish_events().await;
+        });
         let startup = tokio::spawn(startup::run(ctx.clone()));
         Self {
             ctx,
@@ -60,14 +64,18 @@ impl Engine {
         &self.ctx
     }
 
-    /// Stops taking new work, lets in-flight write sequences finish within `grace`, then stops
-    /// every task.
+    /// Stops taking new work, lets in-flight write sequences (and the Events they queued)
+    /// finish within `grace`, then stops every task.
     pub async fn shutdown(mut self, grace: Duration) {
         self.startup.abort();
         self.ctx.supervisor.stopping();
         self.ctx.queue.close();
-        match tokio::time::timeout(grace, self.workers_running.recv()).await {
-            Ok(_) => tracing::debug!("in-flight work finished"),
+        let finished = async {
+            self.workers_running.recv().await;
+            self.ctx.report.events_published().await;
+        };
+        match tokio::time::timeout(grace, finished).await {
+            Ok(()) => tracing::debug!("in-flight work finished"),
             Err(_) => tracing::warn!(
                 grace_seconds = grace.as_secs_f64(),
                 "in-flight writes did not finish within --shutdown-grace-period; stopping anyway \

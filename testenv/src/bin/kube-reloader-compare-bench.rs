@@ -4,10 +4,11 @@
 //! docs/BENCHMARKS.md. Numbers live here and in the docs, never in tests.
 //!
 //! Usage: kube-reloader-compare-bench --binary PATH [--peer PATH] [--peer-label TEXT]
-//!        [--points quick|full] [--out DIR] [--memory-budget-gib N]
+//!        [--points quick|full|fanout] [--out DIR] [--memory-budget-gib N]
 //!
 //! `--points` (or `BENCH_POINTS`) picks the matrix: `quick` is a smoke run of a few minutes,
-//! `full` the whole matrix of docs/BENCHMARKS.md. Scenarios, in order:
+//! `full` the whole matrix of docs/BENCHMARKS.md, `fanout` only the fan-out points (to try a
+//! change to the write path). Scenarios, in order:
 //!
 //! 1. fan-out: one ConfigMap used by N Deployments (envFrom, auto); the ConfigMap changes once;
 //!    the time until every Deployment's pod template carries the new env var.
@@ -46,7 +47,7 @@ use kube_reloader_testenv::{ClusterInfo, ControlPlane, Identity, Tier, Tuning};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: kube-reloader-compare-bench --binary PATH [--peer PATH] \
-                     [--peer-label TEXT] [--points quick|full] [--out DIR] [--memory-budget-gib N]";
+                     [--peer-label TEXT] [--points quick|full|fanout] [--out DIR] [--memory-budget-gib N]";
 const LEDGER: &str = "kube-reloader.io/digests";
 const IN_FLIGHT: usize = 32;
 /// etcd's backend quota in the bench (its documented maximum is 8 GiB; the default is 2 GiB).
@@ -90,7 +91,18 @@ fn matrix(name: &str) -> Result<Matrix, String> {
             secret_kib: vec![1, 10, 100],
             objects_workloads: 1000,
         }),
-        other => Err(format!("--points {other}: expected quick or full\n{USAGE}")),
+        "fanout" => Ok(Matrix {
+            name: "fanout",
+            fanout: vec![200, 1000],
+            changes: 20,
+            workloads: vec![],
+            secret_counts: vec![],
+            secret_kib: vec![],
+            objects_workloads: 0,
+        }),
+        other => Err(format!(
+            "--points {other}: expected quick, full or fanout\n{USAGE}"
+        )),
     }
 }
 
