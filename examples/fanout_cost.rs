@@ -115,6 +115,7 @@ fn main() {
         let entry = SourceEntry {
             digest: Digest::parse("da39a3ee5e6b4b0d3255bfef95601890afd80709"),
             keys: Default::default(),
+            keyed: Default::default(),
             annotations: Default::default(),
             created_while_running: false,
             data_changed_at: None,

@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::model::digest::{self, SourceKind, env_var_name};
 use crate::model::governor;
 use crate::model::interest::Interest;
+use crate::model::keyed::{self, DataNow, DigestKeys, KeyedDigests, Recognition};
 use crate::model::keys::{self, Judgement};
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::plan::PlanOptions;
@@ -26,9 +27,10 @@ use crate::model::policy::{
     LAST_RELOADED_FROM, ListItem, Match, NoMatch, Policy, SourceRef, WorkloadAnnotations,
 };
 use crate::model::refs;
-use crate::model::source::{NamespaceSources, SourceEntry};
+use crate::model::source::{NamespaceSources, SourceContent, SourceEntry};
 use crate::model::workload::{WorkloadKind, WorkloadView};
 use crate::watch::custom::{DeploymentConfig, Rollout};
+use crate::watch::digest_key;
 use crate::watch::workloads::{WorkloadResource, project};
 
 /// What was found about one ConfigMap or Secret.
@@ -380,7 +382,17 @@ pub fn explain(
             .map(|d| (d.to_owned(), "ledger kube-reloader.io/digests"))
             .or(env_value.map(|v| (v, "env var")))
             .or(last.map(|v| (v, "last-reloaded-from")));
-        let now = entry.and_then(|e| e.digest.as_ref().map(|d| (d, &e.keys)));
+        let now = entry.and_then(|e| {
+            e.digest.as_ref().map(|sha1| {
+                (
+                    DataNow {
+                        sha1,
+                        keyed: &e.keyed,
+                    },
+                    &e.keys,
+                )
+            })
+        });
         let selection = now
             .filter(|_| tracked)
             .and_then(|(_, digests)| keys::selection(key_level, pod.spec, *kind, name, digests));
@@ -391,6 +403,17 @@ pub fn explain(
             "not tracked".to_owned()
         } else {
             match (now, &applied) {
+                (Some((now, _)), Some((was, _)))
+                    if now.recognize(keys::Entry::parse(was).whole())
+                        == Recognition::Unverifiable =>
+                {
+                    let id = keyed::record_key_id(keys::Entry::parse(was).whole())
+                        .map(|id| format!(" (key id {id})"))
+                        .unwrap_or_default();
+                    format!(
+                        "recorded as a keyed digest{id}, which only the controller can check                          (--secret-digest-key-secret); its digest key is not readable here"
+                    )
+                }
                 (Some((now, _)), Some((was, _))) => {
                     match keys::judge(was, now, selection.as_ref()) {
                         Judgement::Current => "up to date".to_owned(),
@@ -589,13 +612,18 @@ fn neighbour_hold(
                     ) && !sources
                         .get(&(change.kind, change.name.clone()))
                         .is_some_and(|e| {
-                            keys::workload_ignores_change(
-                                v,
-                                settings.key_level_triggers,
-                                (change.kind, &change.name),
-                                &change.digest,
-                                &e.keys,
-                            )
+                            e.digest.as_ref().is_some_and(|sha1| {
+                                keys::workload_ignores_change(
+                                    v,
+                                    settings.key_level_triggers,
+                                    (change.kind, &change.name),
+                                    DataNow {
+                                        sha1,
+                                        keyed: &e.keyed,
+                                    },
+                                    &e.keys,
+                                )
+                            })
                         })
                 })
                 .chain(std::iter::once(view))
@@ -779,17 +807,53 @@ async fn get_view<K: WorkloadResource + k8s_openapi::Resource>(
     project(&object).ok_or_else(|| ExplainError::Target(name.to_owned()))
 }
 
-/// The namespace's ConfigMaps and Secrets, digested (values dropped at once).
+/// The digest keys of `--secret-digest-key-secret`, when given and readable (never printed):
+/// with them keyed records are checked as the controller checks them; without them they are
+/// reported as not checkable here.
+pub async fn read_digest_keys(client: &kube::Client, settings: &Settings) -> DigestKeys {
+    let Some(key) = &settings.secret_digest else {
+        return DigestKeys::default();
+    };
+    match Api::<Secret>::namespaced(client.clone(), &key.namespace)
+        .get(&key.name)
+        .await
+    {
+        Ok(secret) => digest_key::keys_of(&secret, key.write_keyed).unwrap_or_else(|e| {
+            eprintln!(
+                "kube-reloader: the digest key Secret {}/{} cannot be used ({e}); keyed digests \
+                 are not checked",
+                key.namespace, key.name
+            );
+            DigestKeys::default()
+        }),
+        Err(e) => {
+            eprintln!(
+                "kube-reloader: cannot read the digest key Secret {}/{} ({}); keyed digests are \
+                 not checked",
+                key.namespace,
+                key.name,
+                api_error(e, "get", "secrets", &key.namespace)
+            );
+            DigestKeys::default()
+        }
+    }
+}
+
+/// The namespace's ConfigMaps and Secrets, digested (values dropped at once); Secrets under
+/// `digest_keys` too.
 pub async fn read_sources(
     client: &kube::Client,
     namespace: &str,
     policy: &Policy,
+    digest_keys: &DigestKeys,
 ) -> Result<NamespaceSources, ExplainError> {
     let entry =
-        |(digest, keys), meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        |content: SourceContent,
+         meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
             SourceEntry {
-                digest: Some(digest),
-                keys,
+                digest: Some(content.digest),
+                keys: content.keys,
+                keyed: content.keyed,
                 annotations: policy
                     .source_annotations(meta.annotations.as_ref().unwrap_or(&BTreeMap::new())),
                 created_while_running: false,
@@ -805,7 +869,17 @@ pub async fn read_sources(
         if let Some(name) = cm.metadata.name.clone() {
             sources.insert(
                 (SourceKind::ConfigMap, name),
-                entry(digest::configmap_keyed(cm), &cm.metadata),
+                entry(
+                    {
+                        let (digest, keys) = digest::configmap_keyed(cm);
+                        SourceContent {
+                            digest,
+                            keys,
+                            keyed: KeyedDigests::default(),
+                        }
+                    },
+                    &cm.metadata,
+                ),
             );
         }
     }
@@ -817,7 +891,17 @@ pub async fn read_sources(
         if let Some(name) = secret.metadata.name.clone() {
             sources.insert(
                 (SourceKind::Secret, name),
-                entry(digest::secret_keyed(secret), &secret.metadata),
+                entry(
+                    {
+                        let (digest, keys, keyed) = digest::secret_forms_of(secret, digest_keys);
+                        SourceContent {
+                            digest,
+                            keys,
+                            keyed,
+                        }
+                    },
+                    &secret.metadata,
+                ),
             );
         }
     }
@@ -883,7 +967,8 @@ async fn explain_target(
         }
         _ => None,
     };
-    let sources = read_sources(&client, &namespace, &settings.policy).await?;
+    let digest_keys = read_digest_keys(&client, settings).await;
+    let sources = read_sources(&client, &namespace, &settings.policy, &digest_keys).await?;
     let limits = &settings.limits;
     // The namespace's other workloads, for the governor's gate, caps and rate (best effort:
     // without list permission those holds are not shown).

@@ -130,8 +130,9 @@ async fn status(
             .push(view);
     }
     let mut lines = Vec::new();
+    let digest_keys = explain::read_digest_keys(&client, settings).await;
     for (ns, views) in by_namespace {
-        let sources = read_sources(&client, &ns, &settings.policy).await?;
+        let sources = read_sources(&client, &ns, &settings.policy, &digest_keys).await?;
         for view in &views {
             let explanation = explain::explain(view, None, &views, &sources, settings, now);
             let failed: Vec<&Event> = failures

@@ -215,6 +215,22 @@ pub struct Cli {
     #[arg(long, env = "KUBE_RELOADER_KEY_LEVEL_TRIGGERS", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub key_level_triggers: bool,
 
+    /// Keyed digests for Secrets: NAMESPACE/NAME of a Secret whose data entry "key" holds at
+    /// least 16 random bytes (and, while rotating, "previous" the old key). A Secret's marker
+    /// becomes HMAC-SHA256 of its data under that key, which cannot be checked offline.
+    #[arg(
+        long,
+        env = "KUBE_RELOADER_SECRET_DIGEST_KEY_SECRET",
+        default_value = ""
+    )]
+    pub secret_digest_key_secret: String,
+
+    /// The form new Secret markers are written in: "hmac-sha256" (the default with
+    /// --secret-digest-key-secret) or "sha1" (upstream's; with the key Secret still set, values
+    /// recorded keyed are verified and rewritten, which is how keyed digests are switched off).
+    #[arg(long, env = "KUBE_RELOADER_SECRET_DIGEST", default_value = "")]
+    pub secret_digest: String,
+
     /// Rollout governor: write nothing to workloads; publish a WouldReload Event for each reload
     /// instead. Per workload: kube-reloader.io/mode: notify.
     #[arg(long)]
@@ -420,9 +436,22 @@ pub struct Settings {
     pub prune_stale_markers: bool,
     /// `--key-level-triggers`.
     pub key_level_triggers: bool,
+    /// `--secret-digest-key-secret` and `--secret-digest`: where the digest keys are.
+    pub secret_digest: Option<SecretDigestKey>,
     /// Upstream's `ALERT_*` variables as set (names to values; the URL carries a token and is
     /// never logged).
     pub alert_vars: std::collections::BTreeMap<&'static str, String>,
+}
+
+/// Where keyed digests for Secrets get their keys (`--secret-digest-key-secret`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretDigestKey {
+    /// The key Secret's namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// New Secret markers are keyed (`--secret-digest=hmac-sha256`), else upstream's SHA-1.
+    pub write_keyed: bool,
 }
 
 /// Where the meta-info ConfigMap is published.
@@ -624,6 +653,8 @@ impl Cli {
             })
         };
         let shutdown_grace = duration("--shutdown-grace-period", &self.shutdown_grace_period)?;
+        let secret_digest =
+            parse_secret_digest(&self.secret_digest_key_secret, &self.secret_digest)?;
         let test_write_delay =
             Some(duration("--test-write-delay", &self.test_write_delay)?).filter(|d| !d.is_zero());
         let period = |flag: &'static str, value: &str| {
@@ -733,8 +764,54 @@ impl Cli {
             limits,
             prune_stale_markers: self.prune_stale_markers,
             key_level_triggers: self.key_level_triggers,
+            secret_digest,
             alert_vars,
         })
+    }
+}
+
+/// `--secret-digest-key-secret` and `--secret-digest`.
+fn parse_secret_digest(secret: &str, form: &str) -> Result<Option<SecretDigestKey>, Error> {
+    let write_keyed = match form {
+        "" | "hmac-sha256" => true,
+        "sha1" => false,
+        other => {
+            return Err(Error::InvalidFlag {
+                flag: "--secret-digest",
+                value: other.to_owned(),
+                reason: "expected \"hmac-sha256\" or \"sha1\"".into(),
+            });
+        }
+    };
+    if secret.is_empty() {
+        if form == "hmac-sha256" {
+            return Err(Error::InvalidFlag {
+                flag: "--secret-digest",
+                value: form.to_owned(),
+                reason: "keyed digests need --secret-digest-key-secret=NAMESPACE/NAME".into(),
+            });
+        }
+        return Ok(None);
+    }
+    let dns_label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    match secret.split_once('/') {
+        Some((namespace, name)) if dns_label(namespace) && dns_label(name) => {
+            Ok(Some(SecretDigestKey {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                write_keyed,
+            }))
+        }
+        _ => Err(Error::InvalidFlag {
+            flag: "--secret-digest-key-secret",
+            value: secret.to_owned(),
+            reason: "expected NAMESPACE/NAME of a Secret, e.g. \"reloader/digest-key\"".into(),
+        }),
     }
 }
 
@@ -841,6 +918,46 @@ mod tests {
         assert!(on(&["--key-level-triggers=true"]));
         assert!(!on(&["--key-level-triggers=false"]));
         assert!(cli(&["--key-level-triggers=maybe"]).is_err());
+    }
+
+    #[test]
+    fn secret_digest_flags() {
+        let parsed = |args: &[&str]| {
+            cli(args)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.into_settings_with(None).map_err(|e| e.to_string()))
+                .map(|s| s.secret_digest)
+        };
+        assert_eq!(parsed(&[]), Ok(None));
+        let key = |write_keyed| {
+            Some(SecretDigestKey {
+                namespace: "reloader".into(),
+                name: "digest-key".into(),
+                write_keyed,
+            })
+        };
+        assert_eq!(
+            parsed(&["--secret-digest-key-secret=reloader/digest-key"]),
+            Ok(key(true))
+        );
+        assert_eq!(
+            parsed(&[
+                "--secret-digest-key-secret=reloader/digest-key",
+                "--secret-digest=sha1"
+            ]),
+            Ok(key(false))
+        );
+        assert_eq!(parsed(&["--secret-digest=sha1"]), Ok(None));
+        for bad in [
+            &["--secret-digest-key-secret=digest-key"][..],
+            &["--secret-digest-key-secret=Reloader/x"],
+            &["--secret-digest-key-secret=a/b/c"],
+            &["--secret-digest=md5"],
+            &["--secret-digest=hmac-sha256"],
+        ] {
+            let error = parsed(bad).unwrap_err();
+            assert!(error.contains("--secret-digest"), "{bad:?}: {error}");
+        }
     }
 
     #[test]

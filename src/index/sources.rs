@@ -59,7 +59,10 @@ impl SourceCache {
             Some(existing) if existing.digest.is_some() => {
                 let change = if existing.digest != entry.digest {
                     Change::DataChanged
-                } else if existing.annotations != entry.annotations {
+                } else if existing.annotations != entry.annotations || existing.keyed != entry.keyed
+                {
+                    // New keyed digests of the same data (the digest key rotated): re-plan, so
+                    // ledgers are rewritten in the new form; no data change.
                     Change::AnnotationsChanged
                 } else {
                     Change::NoDataChange
@@ -99,6 +102,7 @@ impl SourceCache {
             if let Some(entry) = slot.get_mut(&key) {
                 entry.digest = None;
                 entry.keys = Default::default();
+                entry.keyed = Default::default();
             }
         } else {
             slot.remove(&key);
@@ -130,7 +134,10 @@ impl SourceCache {
                 }
                 match fresh.remove(&(ns.clone(), name.clone())) {
                     Some(new) => {
-                        if new.digest != entry.digest || new.annotations != entry.annotations {
+                        if new.digest != entry.digest
+                            || new.annotations != entry.annotations
+                            || new.keyed != entry.keyed
+                        {
                             changed.insert(ns.clone());
                         }
                         let data_changed_at = if new.digest != entry.digest {
@@ -151,6 +158,7 @@ impl SourceCache {
                         if keep_tombstones {
                             entry.digest = None;
                             entry.keys = Default::default();
+                            entry.keyed = Default::default();
                         }
                         keep_tombstones
                     }
@@ -224,6 +232,7 @@ mod tests {
         SourceEntry {
             digest: Digest::parse(&digest.repeat(40)[..40]),
             keys: Default::default(),
+            keyed: Default::default(),
             annotations: BTreeMap::new(),
             created_while_running: false,
             data_changed_at: Some(7),

@@ -11,6 +11,8 @@ use std::fmt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use sha1::{Digest as _, Sha1};
 
+use crate::model::keyed::{DigestKeys, KeyedDigests};
+
 /// The kind of a reload source, as upstream spells it in env-var suffixes and Event messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SourceKind {
@@ -49,7 +51,8 @@ impl fmt::Display for SourceKind {
     }
 }
 
-/// A 40-character lowercase hex SHA-1, as upstream writes it.
+/// A marker value: a 40-character lowercase hex SHA-1, as upstream writes it, or (a Secret's,
+/// with keyed digests on) a 64-character hex HMAC-SHA256 ([`crate::model::keyed`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(String);
 
@@ -60,13 +63,20 @@ impl Digest {
     }
 
     /// Wraps a digest read back from a workload (env var, annotation); `None` unless it is
-    /// 40 lowercase hex characters.
+    /// 40 (SHA-1) or 64 (HMAC-SHA256) lowercase hex characters.
     pub fn parse(text: &str) -> Option<Self> {
-        (text.len() == 40
+        (matches!(text.len(), 40 | 64)
             && text
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
         .then(|| Self(text.to_owned()))
+    }
+}
+
+impl Digest {
+    /// The marker of a keyed digest: its hex.
+    pub fn of_hmac(tag: &[u8; 32]) -> Self {
+        Self(hex::encode(tag))
     }
 }
 
@@ -267,8 +277,44 @@ pub fn secret_content_keyed<'a>(
     data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     uid: &str,
 ) -> (Digest, KeyDigests) {
-    let (digest, keys) = secret_content(data);
-    (digest, keys.keyed(uid))
+    let (digest, keys, _) = secret_forms(data, uid, &DigestKeys::default());
+    (digest, keys)
+}
+
+/// What the source cache keeps of a Secret's data: upstream's SHA-1, the per-key digests keyed
+/// by `uid` ([`secret_content_keyed`]) and, when digest keys are configured, the HMAC of the
+/// same canonical bytes under each ([`crate::model::keyed`]), in one pass.
+pub fn secret_forms<'a>(
+    data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    uid: &str,
+    digest_keys: &DigestKeys,
+) -> (Digest, KeyDigests, KeyedDigests) {
+    let data: Vec<(&str, &[u8])> = data.into_iter().collect();
+    let keys = data
+        .iter()
+        .map(|(k, v)| (Box::from(*k), key_digest(ValueForm::Bytes, v)))
+        .collect();
+    let mut entries: Vec<(&[u8], Option<&[u8]>)> =
+        data.iter().map(|(k, v)| (k.as_bytes(), Some(*v))).collect();
+    let mut keyed = digest_keys.start();
+    let digest = hash_entries(&mut entries, |bytes| keyed.update(bytes));
+    (
+        digest,
+        KeyDigests::from_unsorted(keys).keyed(uid),
+        keyed.finish(),
+    )
+}
+
+/// [`secret_forms`] of a Secret object (`stringData` folded in), keyed by its uid.
+pub fn secret_forms_of(
+    secret: &Secret,
+    digest_keys: &DigestKeys,
+) -> (Digest, KeyDigests, KeyedDigests) {
+    secret_forms(
+        merged_secret_data(secret),
+        secret.metadata.uid.as_deref().unwrap_or_default(),
+        digest_keys,
+    )
 }
 
 /// Digest of a ConfigMap object. Labels, annotations and `immutable` do not count.
@@ -323,6 +369,11 @@ pub fn secret_provider_class(class_name: &str, objects: &[(String, String)]) -> 
 /// Sorts `key=value` entries bytewise as whole strings (so `a.b=x` < `a=y`), then hashes them
 /// joined by `;` without building the joined string. An entry without value is hashed as is.
 fn sha1_of_entries(entries: &mut [(&[u8], Option<&[u8]>)]) -> Digest {
+    hash_entries(entries, |_| {})
+}
+
+/// [`sha1_of_entries`], also handing every canonical byte to `also` (the keyed digests).
+fn hash_entries(entries: &mut [(&[u8], Option<&[u8]>)], mut also: impl FnMut(&[u8])) -> Digest {
     fn bytes<'a>(entry: &(&'a [u8], Option<&'a [u8]>)) -> impl Iterator<Item = &'a u8> + 'a {
         let (key, value) = *entry;
         let eq: &'static [u8] = if value.is_some() { b"=" } else { b"" };
@@ -332,14 +383,18 @@ fn sha1_of_entries(entries: &mut [(&[u8], Option<&[u8]>)]) -> Digest {
     }
     entries.sort_by(|a, b| -> Ordering { bytes(a).cmp(bytes(b)) });
     let mut hasher = Sha1::new();
+    let mut update = |bytes: &[u8]| {
+        hasher.update(bytes);
+        also(bytes);
+    };
     for (i, (key, value)) in entries.iter().enumerate() {
         if i > 0 {
-            hasher.update(b";");
+            update(b";");
         }
-        hasher.update(key);
+        update(key);
         if let Some(value) = value {
-            hasher.update(b"=");
-            hasher.update(value);
+            update(b"=");
+            update(value);
         }
     }
     Digest(hex::encode(hasher.finalize()))
@@ -631,5 +686,28 @@ mod tests {
         assert!(Digest::parse("f83e99e324ba68ccc373a58ef1eb42f8ab88646a").is_some());
         assert!(Digest::parse("F83E99E324BA68CCC373A58EF1EB42F8AB88646A").is_none());
         assert!(Digest::parse("abc").is_none());
+    }
+
+    #[test]
+    fn secret_forms_hash_upstreams_bytes_once_for_every_form() {
+        use crate::model::keyed::{DataNow, DigestKey, KEY_ENTRY};
+        let data: [(&str, &[u8]); 2] = [("user", b"admin"), ("password", b"hunter2")];
+        let key = b"0123456789abcdef0123456789abcdef";
+        let keys = DigestKeys::new(DigestKey::new(KEY_ENTRY, key).unwrap(), vec![], true);
+        let (sha1, per_key, keyed) = secret_forms(data, "uid-1", &keys);
+        assert_eq!(sha1, secret_data(data));
+        assert_eq!(per_key, secret_content_keyed(data, "uid-1").1);
+        let expected = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+            b"password=hunter2;user=admin",
+        );
+        let now = DataNow {
+            sha1: &sha1,
+            keyed: &keyed,
+        };
+        assert_eq!(now.marker().as_str(), hex::encode(expected.as_ref()));
+        assert!(Digest::parse(now.marker().as_str()).is_some());
+        let (_, _, none) = secret_forms(data, "uid-1", &DigestKeys::default());
+        assert!(none.is_empty());
     }
 }

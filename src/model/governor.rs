@@ -443,11 +443,15 @@ pub fn canary_for(
         .map(|(v, name)| Tracker {
             name,
             waiting_since,
-            // A key-level record carries the whole-object digest too.
+            // A key-level record carries the whole-object digest too; a keyed one the marker.
             has_new_data: v.key != view.key
                 && Ledger::parse(v.annotations.get(LEDGER_ANNOTATION).map(String::as_str))
                     .get(change.kind, &change.name)
-                    .map(|recorded| crate::model::keys::Entry::parse(recorded).whole())
+                    .map(|recorded| {
+                        crate::model::keyed::record_marker(
+                            crate::model::keys::Entry::parse(recorded).whole(),
+                        )
+                    })
                     == Some(change.digest.as_str()),
             progress: v.progress.clone().unwrap_or(Progress {
                 complete: true,
@@ -778,7 +782,7 @@ mod tests {
         let old = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
         let entry = |whole: &str| {
             KeySelection::of(vec!["a".into()], &KeyDigests::default())
-                .entry(&Digest::parse(whole).unwrap())
+                .entry(Digest::parse(whole).unwrap().as_str())
         };
         let workload = |name: &str, recorded: String| WorkloadView {
             key: WorkloadKey {

@@ -6,8 +6,11 @@
 //! for a whole-object entry (a bare 40-hex SHA-1):
 //!
 //! ```text
-//! keys:<whole-object sha1>:<digest of the selected keys>:<key>,<key>,...
+//! keys:<whole-object record>:<digest of the selected keys>:<key>,<key>,...
 //! ```
+//!
+//! (the whole-object record is upstream's SHA-1, or a Secret's keyed digest
+//! `hmac-sha256:<key id>:<hex>`, see [`crate::model::keyed`]).
 //!
 //! The whole-object digest in it is the one the pods were last known to run with (recorded at
 //! the last reload or baseline, and left alone while only other keys change), so turning the
@@ -19,7 +22,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::PodSpec;
 
-use crate::model::digest::{Digest, KEY_DIGEST_LEN, KeyDigests, SourceKind};
+use crate::model::digest::{KEY_DIGEST_LEN, KeyDigests, SourceKind};
+use crate::model::keyed::{DataNow, Recognition};
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::refs::{self, KeysRead};
 use crate::model::workload::WorkloadView;
@@ -93,8 +97,8 @@ impl KeySelection {
         self.keys.join(",")
     }
 
-    /// The ledger entry recording this selection, with the whole-object digest now.
-    pub fn entry(&self, whole: &Digest) -> String {
+    /// The ledger entry recording this selection, with the whole-object record now.
+    pub fn entry(&self, whole: &str) -> String {
         format!("{ENTRY_PREFIX}{whole}:{}:{}", self.digest, self.key_list())
     }
 }
@@ -136,13 +140,16 @@ pub enum Entry<'a> {
 impl<'a> Entry<'a> {
     /// Reads a recorded value; anything not in the key-level form is a whole-object digest.
     pub fn parse(text: &'a str) -> Self {
+        // From the right: keys and the key digest hold no `:`, a keyed whole-object record does.
         text.strip_prefix(ENTRY_PREFIX)
             .and_then(|rest| {
-                let mut parts = rest.splitn(3, ':');
+                let mut parts = rest.rsplitn(3, ':');
+                let keys = parts.next()?;
+                let digest = parts.next()?;
                 Some(Self::Keys {
                     whole: parts.next()?,
-                    digest: parts.next()?,
-                    keys: parts.next()?,
+                    digest,
+                    keys,
                 })
             })
             .unwrap_or(Self::Whole(text))
@@ -173,9 +180,11 @@ pub enum Judgement {
 /// triggers apply). A whole-object record is compared as one in both modes; a key-level record
 /// is compared by its key digest when it lists the same keys, else (the pod spec changed what
 /// it reads) by its whole-object digest, conservatively.
-pub fn judge(recorded: &str, whole: &Digest, selection: Option<&KeySelection>) -> Judgement {
+pub fn judge(recorded: &str, now: DataNow<'_>, selection: Option<&KeySelection>) -> Judgement {
     let entry = Entry::parse(recorded);
-    let whole_same = entry.whole() == whole.as_str();
+    // A record made with a digest key no longer configured cannot be checked: reload (the
+    // planner reports it).
+    let whole_same = now.recognize(entry.whole()) == Recognition::Same;
     match (entry, selection) {
         (Entry::Keys { digest, keys, .. }, Some(now)) if keys == now.key_list() => {
             if digest != now.digest {
@@ -196,10 +205,10 @@ pub fn judge(recorded: &str, whole: &Digest, selection: Option<&KeySelection>) -
 /// it as a canary of that change.
 pub fn ignores_change(
     recorded: Option<&str>,
-    whole: &Digest,
+    now: DataNow<'_>,
     selection: Option<&KeySelection>,
 ) -> bool {
-    recorded.is_some_and(|r| judge(r, whole, selection) == Judgement::OtherKeysChanged)
+    recorded.is_some_and(|r| judge(r, now, selection) == Judgement::OtherKeysChanged)
 }
 
 /// [`ignores_change`] for a workload (its own pod spec and ledger) and a source now (`whole`,
@@ -209,28 +218,28 @@ pub fn workload_ignores_change(
     view: &WorkloadView,
     global: bool,
     (kind, name): (SourceKind, &str),
-    whole: &Digest,
+    now: DataNow<'_>,
     digests: &KeyDigests,
 ) -> bool {
     let (on, _) = enabled(&view.annotations, global);
     let selection = selection(on, &view.pod_spec, kind, name, digests);
     let ledger = Ledger::parse(view.annotations.get(LEDGER_ANNOTATION).map(String::as_str));
-    ignores_change(ledger.get(kind, name), whole, selection.as_ref())
+    ignores_change(ledger.get(kind, name), now, selection.as_ref())
 }
 
 /// The value to record for a source now: the key-level form when a selection applies, else
-/// the whole-object digest.
-pub fn record(whole: &Digest, selection: Option<&KeySelection>) -> String {
+/// the whole-object record ([`DataNow::record`]).
+pub fn record(now: DataNow<'_>, selection: Option<&KeySelection>) -> String {
     match selection {
-        Some(selection) => selection.entry(whole),
-        None => whole.as_str().to_owned(),
+        Some(selection) => selection.entry(&now.record()),
+        None => now.record(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::digest::configmap_content;
+    use crate::model::digest::{Digest, configmap_content};
 
     const W1: &str = "f83e99e324ba68ccc373a58ef1eb42f8ab88646a";
     const W2: &str = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
@@ -297,7 +306,7 @@ mod tests {
     #[test]
     fn entries_round_trip_and_never_pass_for_a_whole_digest() {
         let selection = select(&["a", "b.c"], &[("a", "1")]);
-        let text = selection.entry(&digest(W1));
+        let text = selection.entry(digest(W1).as_str());
         assert!(Digest::parse(&text).is_none());
         assert_eq!(
             Entry::parse(&text),
@@ -309,8 +318,8 @@ mod tests {
         );
         assert_eq!(Entry::parse(W1), Entry::Whole(W1));
         assert_eq!(Entry::parse("keys:broken"), Entry::Whole("keys:broken"));
-        assert_eq!(record(&digest(W1), None), W1);
-        assert_eq!(record(&digest(W1), Some(&selection)), text);
+        assert_eq!(record(DataNow::sha1(&digest(W1)), None), W1);
+        assert_eq!(record(DataNow::sha1(&digest(W1)), Some(&selection)), text);
     }
 
     /// Every (recorded form, mode now) pair, including switching the option on and off.
@@ -319,7 +328,7 @@ mod tests {
         let a1 = select(&["a"], &[("a", "1"), ("b", "1")]);
         let a2 = select(&["a"], &[("a", "2"), ("b", "1")]);
         let ab1 = select(&["a", "b"], &[("a", "1"), ("b", "1")]);
-        let keyed = |whole: &str, s: &KeySelection| s.entry(&digest(whole));
+        let keyed = |whole: &str, s: &KeySelection| s.entry(digest(whole).as_str());
         // (what, recorded, whole now, selection now, judgement)
         let rows: Vec<(&str, String, &str, Option<&KeySelection>, Judgement)> = vec![
             ("whole, same", W1.into(), W1, None, Judgement::Current),
@@ -390,16 +399,34 @@ mod tests {
         ];
         for (what, recorded, whole, selection, expected) in rows {
             assert_eq!(
-                judge(&recorded, &digest(whole), selection),
+                judge(&recorded, DataNow::sha1(&digest(whole)), selection),
                 expected,
                 "{what}"
             );
             assert_eq!(
-                ignores_change(Some(&recorded), &digest(whole), selection),
+                ignores_change(Some(&recorded), DataNow::sha1(&digest(whole)), selection),
                 expected == Judgement::OtherKeysChanged,
                 "{what}"
             );
         }
-        assert!(!ignores_change(None, &digest(W1), Some(&a1)), "no record");
+        assert!(
+            !ignores_change(None, DataNow::sha1(&digest(W1)), Some(&a1)),
+            "no record"
+        );
+    }
+
+    #[test]
+    fn a_key_level_entry_holds_a_keyed_whole_object_record() {
+        let whole = format!("hmac-sha256:0a1b2c3d:{}", "e".repeat(64));
+        let selection = select(&["a", "b"], &[("a", "1"), ("b", "2")]);
+        let text = selection.entry(&whole);
+        assert_eq!(
+            Entry::parse(&text),
+            Entry::Keys {
+                whole: &whole,
+                digest: &selection.digest,
+                keys: "a,b",
+            }
+        );
     }
 }

@@ -13,6 +13,7 @@ pub mod digest;
 pub mod edit;
 pub mod governor;
 pub mod interest;
+pub mod keyed;
 pub mod keys;
 pub mod ledger;
 pub mod patch;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::model::digest::{self, Digest, SourceKind, env_var_name};
 use crate::model::edit::Strategy;
+use crate::model::keyed::{DataNow, KeyedDigests};
 use crate::model::keys::{self, Judgement, KeySelection};
 use crate::model::ledger::Ledger;
 
@@ -22,8 +23,10 @@ pub struct Tracked {
     pub kind: SourceKind,
     /// Source name.
     pub name: String,
-    /// Its digest now.
+    /// Its digest now (upstream's SHA-1).
     pub digest: Digest,
+    /// A Secret's keyed digests now (empty unless digest keys are configured).
+    pub keyed: KeyedDigests,
     /// With key-level triggers: the keys the workload reads and their digest now (`None`:
     /// whole-object behaviour).
     pub keys: Option<KeySelection>,
@@ -33,6 +36,16 @@ pub struct Tracked {
     pub created_while_running: bool,
     /// Unix seconds when we saw its data change while running, if we did.
     pub data_changed_at: Option<i64>,
+}
+
+impl Tracked {
+    /// Its data now, in every form a recorded value may be in.
+    pub fn now(&self) -> DataNow<'_> {
+        DataNow {
+            sha1: &self.digest,
+            keyed: &self.keyed,
+        }
+    }
 }
 
 /// A tracked source that was deleted (only considered with `--reload-on-delete`).
@@ -181,7 +194,7 @@ pub fn plan(
                 Some(Cause::Changed)
             }
             None => None,
-            Some(previous) => match keys::judge(previous, &source.digest, source.keys.as_ref()) {
+            Some(previous) => match keys::judge(previous, source.now(), source.keys.as_ref()) {
                 Judgement::Current => None,
                 Judgement::OtherKeysChanged => {
                     kept.push((source.kind, source.name.as_str(), previous));
@@ -194,7 +207,7 @@ pub fn plan(
             changes.push(Change {
                 kind: source.kind,
                 name: source.name.clone(),
-                digest: source.digest.clone(),
+                digest: source.now().marker(),
                 container: source.container,
                 cause,
             });
@@ -202,7 +215,7 @@ pub fn plan(
         ledger.insert(
             source.kind,
             &source.name,
-            &keys::record(&source.digest, source.keys.as_ref()),
+            &keys::record(source.now(), source.keys.as_ref()),
         );
     }
     if options.reload_on_delete {
@@ -262,6 +275,7 @@ mod tests {
             kind,
             name: name.into(),
             digest: Digest::parse(digest).unwrap(),
+            keyed: KeyedDigests::default(),
             keys: None,
             container: 0,
             created_while_running: false,
@@ -440,6 +454,101 @@ mod tests {
             env_options(),
         );
         assert!(matches!(decision, Decision::Reload { .. }), "{decision:?}");
+    }
+
+    /// Secret `db` with data `x=<value>`, digested under `keys` as the watcher does.
+    fn keyed_secret(value: &[u8], keys: &crate::model::keyed::DigestKeys) -> Tracked {
+        let (sha1, _, keyed) = digest::secret_forms([("x", value)], "uid", keys);
+        Tracked {
+            keyed,
+            ..tracked(SourceKind::Secret, "db", sha1.as_str())
+        }
+    }
+
+    #[test]
+    fn keyed_digests_switch_on_rotate_and_off_without_a_rollout() {
+        use crate::model::keyed::{DigestKey, DigestKeys};
+        let key = |k: &[u8]| DigestKey::new("key", k).unwrap();
+        let (k1, k2) = (&[1u8; 32][..], &[2u8; 32][..]);
+        let on = DigestKeys::new(key(k1), vec![], true);
+        let rotated = on.rotated(DigestKeys::new(key(k2), vec![], true));
+        let off = DigestKeys::new(key(k2), vec![key(k1)], false);
+        let ledger_of = |decision: &Decision| match decision {
+            Decision::Baseline { ledger } | Decision::Reload { ledger, .. } => ledger.clone(),
+            Decision::UpToDate => panic!("expected a write, got {decision:?}"),
+        };
+        // Upstream's SHA-1 in the env var, keys switched on: recognised, recorded keyed.
+        let upstream = keyed_secret(b"1", &DigestKeys::default());
+        let env = [container(&[(
+            "STAKATER_DB_SECRET",
+            upstream.digest.as_str(),
+        )])];
+        let now = keyed_secret(b"1", &on);
+        let first = plan(
+            std::slice::from_ref(&now),
+            &[],
+            markers(None, &env),
+            env_options(),
+        );
+        assert!(matches!(first, Decision::Baseline { .. }), "{first:?}");
+        let recorded = ledger_of(&first);
+        assert!(recorded.contains("hmac-sha256:"), "{recorded}");
+        assert!(!recorded.contains(upstream.digest.as_str()));
+        assert_eq!(
+            plan(
+                std::slice::from_ref(&now),
+                &[],
+                markers(Some(&recorded), &env),
+                env_options()
+            ),
+            Decision::UpToDate
+        );
+        // The key rotates: the old record is still current, and rewritten under the new key.
+        let after = plan(
+            &[keyed_secret(b"1", &rotated)],
+            &[],
+            markers(Some(&recorded), &env),
+            env_options(),
+        );
+        assert!(matches!(after, Decision::Baseline { .. }), "{after:?}");
+        let rerecorded = ledger_of(&after);
+        assert_ne!(rerecorded, recorded);
+        // The data changes: one reload, the marker is the HMAC under the current key.
+        let changed = plan(
+            &[keyed_secret(b"2", &rotated)],
+            &[],
+            markers(Some(&rerecorded), &env),
+            env_options(),
+        );
+        let Decision::Reload { changes, ledger } = &changed else {
+            panic!("expected a reload, got {changed:?}");
+        };
+        let marker = changes[0].digest.as_str().to_owned();
+        assert_eq!(marker.len(), 64);
+        assert!(ledger.contains(&marker));
+        // Switched off with the keys still readable: recognised, recorded as SHA-1 again.
+        let env = [container(&[("STAKATER_DB_SECRET", marker.as_str())])];
+        let switched_off = plan(
+            &[keyed_secret(b"2", &off)],
+            &[],
+            markers(Some(ledger), &env),
+            env_options(),
+        );
+        let sha1 = keyed_secret(b"2", &DigestKeys::default()).digest;
+        assert_eq!(
+            switched_off,
+            Decision::Baseline {
+                ledger: format!("{{\"secret/db\":\"{sha1}\"}}")
+            }
+        );
+        // Without any key, a keyed record cannot be checked: one reload.
+        let blind = plan(
+            &[keyed_secret(b"2", &DigestKeys::default())],
+            &[],
+            markers(Some(ledger), &env),
+            env_options(),
+        );
+        assert!(matches!(blind, Decision::Reload { .. }), "{blind:?}");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use k8s_openapi::api::core::v1::PodSpec;
 use crate::model::digest::SourceKind;
 use crate::model::digest::env_var_name;
 use crate::model::interest::{Interest, SOURCE_KINDS};
+use crate::model::keyed::{self, Recognition};
 use crate::model::keys::{self, InvalidKeyLevel};
-use crate::model::ledger::LEDGER_ANNOTATION;
+use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::pause::{self, InvalidPeriod, PauseState};
 use crate::model::plan::{self, Change, Decision, Deleted, Markers, PlanOptions, Tracked};
 use crate::model::policy::{
@@ -133,6 +134,14 @@ pub enum Problem {
     /// `kube-reloader.io/key-level` is neither "true" nor "false" (`--key-level-triggers`
     /// decides instead).
     InvalidKeyLevel(InvalidKeyLevel),
+    /// The ledger records a Secret's digest under a digest key that is not configured (any
+    /// more): it cannot be checked, so the workload reloads once.
+    UnverifiableDigest {
+        /// The Secret.
+        source: String,
+        /// The key id recorded.
+        key_id: String,
+    },
 }
 
 /// The planner's answer.
@@ -196,6 +205,23 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         last_reloaded_from: pod.annotations.get(LAST_RELOADED_FROM).map(String::as_str),
         created_at: view.created_at,
     };
+    let recorded = Ledger::parse(markers.ledger);
+    for source in &tracked {
+        let Some(whole) = recorded
+            .get(source.kind, &source.name)
+            .map(|r| keys::Entry::parse(r).whole())
+        else {
+            continue;
+        };
+        if source.now().recognize(whole) == Recognition::Unverifiable {
+            problems.push(Problem::UnverifiableDigest {
+                source: source.name.clone(),
+                key_id: keyed::record_key_id(whole)
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+            });
+        }
+    }
     let decision = plan::plan(&tracked, &deleted, markers, input.options);
     let reload = |ledger, changes, pause| {
         Intent::Reload(Reload {
@@ -371,6 +397,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool)
                 kind,
                 name: name.to_owned(),
                 digest: digest.clone(),
+                keyed: entry.keyed.clone(),
                 keys: keys::selection(key_level, pod.spec, kind, name, &entry.keys),
                 container,
                 created_while_running: entry.created_while_running,
@@ -454,6 +481,7 @@ mod tests {
                     SourceEntry {
                         digest: digest.and_then(Digest::parse),
                         keys: Default::default(),
+                        keyed: Default::default(),
                         annotations: annotations
                             .iter()
                             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -474,6 +502,7 @@ mod tests {
             SourceEntry {
                 digest: Some(digest),
                 keys,
+                keyed: Default::default(),
                 annotations: BTreeMap::new(),
                 created_while_running: false,
                 data_changed_at: None,

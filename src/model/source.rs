@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::model::digest::{Digest, KeyDigests, SourceKind};
+use crate::model::keyed::KeyedDigests;
 
 /// What the cache keeps of one source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub struct SourceEntry {
     /// The digest of each key's value (empty for a tombstone and a SecretProviderClass), so a
     /// workload reading only some keys can ignore changes to the others.
     pub keys: KeyDigests,
+    /// A Secret's keyed digests, when digest keys are configured (empty otherwise).
+    pub keyed: KeyedDigests,
     /// Only the ignore and match annotations (the rest is dropped).
     pub annotations: BTreeMap<String, String>,
     /// Appeared after the initial sync (for `--reload-on-create`).
@@ -26,3 +29,14 @@ pub struct SourceEntry {
 
 /// The sources of one namespace, by kind and name.
 pub type NamespaceSources = BTreeMap<(SourceKind, String), SourceEntry>;
+
+/// What a source's data is digested into on arrival (the data itself is dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceContent {
+    /// Upstream's SHA-1.
+    pub digest: Digest,
+    /// The digest of each key's value.
+    pub keys: KeyDigests,
+    /// A Secret's keyed digests (empty for a ConfigMap, or without digest keys).
+    pub keyed: KeyedDigests,
+}

@@ -25,6 +25,7 @@ use crate::reconcile::sync::{SyncState, Watched};
 use crate::reconcile::writer::Writer;
 use crate::watch::NamespaceFilter;
 use crate::watch::csi::CsiState;
+use crate::watch::digest_key::KeyGeneration;
 use crate::watch::listing::Listers;
 
 /// The shared state of one running controller.
@@ -65,6 +66,8 @@ pub struct Context {
     pub listers: Listers,
     /// The rollout governor's bookkeeping.
     pub governor: Governor,
+    /// Changes of the digest keys (`--secret-digest-key-secret`).
+    pub digest_keys: KeyGeneration,
     watching: Mutex<Vec<String>>,
 }
 
@@ -102,6 +105,7 @@ impl Context {
             degraded: Degradations::default(),
             listers: Listers::default(),
             governor: Governor::default(),
+            digest_keys: KeyGeneration::default(),
             watching: Mutex::default(),
             client,
             settings,

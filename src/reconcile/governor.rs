@@ -18,6 +18,7 @@ use serde_json::json;
 
 use crate::index;
 use crate::model::governor::{self, CanaryState, Gate, GateInput, Hold, InvalidRule, Limits, Load};
+use crate::model::keyed::DataNow;
 use crate::model::keys;
 use crate::model::pause::rfc3339;
 use crate::model::plan::{Cause, Change};
@@ -315,13 +316,18 @@ fn canary(
                             &ctx.settings.policy,
                         )
                         && !source_entry.as_ref().is_some_and(|e| {
-                            keys::workload_ignores_change(
-                                &s.view,
-                                ctx.settings.key_level_triggers,
-                                (change.kind, &change.name),
-                                &change.digest,
-                                &e.keys,
-                            )
+                            e.digest.as_ref().is_some_and(|sha1| {
+                                keys::workload_ignores_change(
+                                    &s.view,
+                                    ctx.settings.key_level_triggers,
+                                    (change.kind, &change.name),
+                                    DataNow {
+                                        sha1,
+                                        keyed: &e.keyed,
+                                    },
+                                    &e.keys,
+                                )
+                            })
                         }))
             })
             .collect();

@@ -400,6 +400,16 @@ pub async fn run(ctx: Arc<Context>) {
             Box::pin(watch::namespaces::run(ctx.clone(), selector.clone())),
         ));
     }
+    // The Secret watches wait for the digest keys (they are not a watch of their own for
+    // readiness: the Secret watches only sync once the keys are in).
+    if let Some(key) = settings.secret_digest.clone()
+        && settings.watch_secrets
+    {
+        ctx.supervisor.spawn(
+            format!("watch digest key secret {}/{}", key.namespace, key.name),
+            watch::digest_key::run(ctx.clone(), key),
+        );
+    }
     for (watched, resource, _, _) in &planned {
         ctx.expect(watched.clone(), resource);
     }

@@ -330,6 +330,19 @@ async fn report_problem(
                 key.name
             ),
         ),
+        Problem::UnverifiableDigest { source, key_id } => (
+            format!("digest-key={source}:{key_id}"),
+            format!(
+                "{} {}/{}: its ledger records Secret {source:?} digested with key id {key_id}, \
+                 which is not configured; it cannot be checked, so the workload reloads once. \
+                 Fix: keep the old key under \"previous\" in the --secret-digest-key-secret \
+                 Secret while rotating (or, to switch keyed digests off, run with \
+                 --secret-digest=sha1 before removing the key Secret).",
+                key.kind.as_str(),
+                key.namespace,
+                key.name
+            ),
+        ),
         Problem::InvalidKeyLevel(invalid) => (
             format!("key-level={}", invalid.value),
             format!(

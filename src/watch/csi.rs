@@ -228,6 +228,7 @@ fn observe(ctx: &Context, status: &SecretProviderClassPodStatus) -> Option<(Stri
         digest: Some(digest),
         // A SecretProviderClass has no keys: always whole-object.
         keys: Default::default(),
+        keyed: Default::default(),
         annotations,
         created_while_running: false,
         data_changed_at: Some(crate::reconcile::unix_now()),

@@ -11,7 +11,31 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use crate::model::digest::{self, Digest, KeyDigests};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::model::digest;
+use crate::model::keyed::{DigestKeys, KeyedDigests};
+use crate::model::source::SourceContent;
+
+/// The digest keys Secrets are digested under as they are decoded. Process-wide because the
+/// decode runs inside kube-runtime's watcher, which takes no context; set by
+/// [`install_digest_keys`] before the Secret watches start and on each change of the key
+/// Secret (the watches then list again).
+static DIGEST_KEYS: RwLock<Option<Arc<DigestKeys>>> = RwLock::new(None);
+
+/// Makes `keys` the digest keys of every Secret decoded from now on.
+pub fn install_digest_keys(keys: DigestKeys) {
+    *DIGEST_KEYS.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(keys));
+}
+
+/// The digest keys installed (none: upstream's SHA-1 only).
+pub fn digest_keys() -> Arc<DigestKeys> {
+    DIGEST_KEYS
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .unwrap_or_default()
+}
 
 /// The metadata fields a source decision reads; everything else (managedFields, labels,
 /// ownerReferences, ...) is skipped without being built.
@@ -112,16 +136,14 @@ macro_rules! digested_source {
         pub struct $name {
             /// Name, namespace, uid, resourceVersion and annotations only.
             pub metadata: ObjectMeta,
-            /// Upstream's digest of the data.
-            pub digest: Digest,
-            /// A digest per key, for key-level triggers.
-            pub keys: KeyDigests,
+            /// What its data was digested into.
+            pub content: SourceContent,
         }
 
         impl $name {
             /// The digests the source cache keeps (the watcher's hash function).
-            pub fn content(&self) -> (Digest, KeyDigests) {
-                (self.digest.clone(), self.keys.clone())
+            pub fn content(&self) -> SourceContent {
+                self.content.clone()
             }
         }
 
@@ -173,14 +195,18 @@ impl<'de> Deserialize<'de> for DigestedSecret {
         let wire = Wire::deserialize(deserializer)?;
         let entries = wire.data.map(|d| d.0).unwrap_or_default();
         let values = decoded(&entries);
-        let (digest, keys) = digest::secret_content_keyed(
+        let (digest, keys, keyed) = digest::secret_forms(
             values.iter().map(|(k, v)| (*k, v.as_ref())),
             wire.metadata.uid.as_deref().unwrap_or_default(),
+            &digest_keys(),
         );
         Ok(Self {
             metadata: wire.metadata.into(),
-            digest,
-            keys,
+            content: SourceContent {
+                digest,
+                keys,
+                keyed,
+            },
         })
     }
 }
@@ -207,8 +233,11 @@ impl<'de> Deserialize<'de> for DigestedConfigMap {
         );
         Ok(Self {
             metadata: wire.metadata.into(),
-            digest,
-            keys,
+            content: SourceContent {
+                digest,
+                keys,
+                keyed: KeyedDigests::default(),
+            },
         })
     }
 }
@@ -232,7 +261,10 @@ mod tests {
     fn secret_digest_matches_the_full_object() {
         let full: Secret = serde_json::from_str(SECRET).unwrap();
         let lite: DigestedSecret = serde_json::from_str(SECRET).unwrap();
-        assert_eq!(lite.content(), digest::secret_keyed(&full));
+        assert_eq!(
+            (lite.content.digest, lite.content.keys),
+            digest::secret_keyed(&full)
+        );
         assert_eq!(lite.metadata.name.as_deref(), Some("db"));
         assert_eq!(lite.metadata.namespace.as_deref(), Some("prod"));
         assert_eq!(lite.metadata.resource_version.as_deref(), Some("42"));
@@ -245,7 +277,10 @@ mod tests {
     fn configmap_digest_matches_the_full_object_with_escapes_and_binary_data() {
         let full: ConfigMap = serde_json::from_str(CONFIGMAP).unwrap();
         let lite: DigestedConfigMap = serde_json::from_str(CONFIGMAP).unwrap();
-        assert_eq!(lite.content(), digest::configmap_keyed(&full));
+        assert_eq!(
+            (lite.content.digest, lite.content.keys),
+            digest::configmap_keyed(&full)
+        );
     }
 
     #[test]
@@ -257,10 +292,18 @@ mod tests {
         ] {
             let lite: DigestedSecret = serde_json::from_str(text).unwrap();
             let full: Secret = serde_json::from_str(text).unwrap();
-            assert_eq!(lite.content(), digest::secret_keyed(&full), "{text}");
+            assert_eq!(
+                (lite.content.digest, lite.content.keys),
+                digest::secret_keyed(&full),
+                "{text}"
+            );
             let lite: DigestedConfigMap = serde_json::from_str(text).unwrap();
             let full: ConfigMap = serde_json::from_str(text).unwrap();
-            assert_eq!(lite.content(), digest::configmap_keyed(&full), "{text}");
+            assert_eq!(
+                (lite.content.digest, lite.content.keys),
+                digest::configmap_keyed(&full),
+                "{text}"
+            );
         }
     }
 

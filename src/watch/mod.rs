@@ -5,6 +5,7 @@
 pub mod access;
 pub mod csi;
 pub mod custom;
+pub mod digest_key;
 pub mod digested;
 pub mod listing;
 pub mod namespaces;

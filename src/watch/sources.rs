@@ -11,8 +11,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
 use crate::index::sources::Change;
-use crate::model::digest::{Digest, KeyDigests, SourceKind};
-use crate::model::source::SourceEntry;
+use crate::model::digest::SourceKind;
+use crate::model::source::{SourceContent, SourceEntry};
 use crate::notify;
 use crate::ops::leader::WriteState;
 use crate::reconcile::Context;
@@ -43,7 +43,7 @@ pub async fn run<K>(
     ctx: Arc<Context>,
     namespace: Option<String>,
     kind: SourceKind,
-    hash: fn(&K) -> (Digest, KeyDigests),
+    hash: fn(&K) -> SourceContent,
 ) where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -59,10 +59,15 @@ pub async fn run<K>(
         config = config.labels(selector);
     }
     let entry = |object: &K, created: bool| {
-        let (digest, keys) = hash(object);
+        let SourceContent {
+            digest,
+            keys,
+            keyed,
+        } = hash(object);
         SourceEntry {
             digest: Some(digest),
             keys,
+            keyed,
             annotations: ctx.settings.policy.source_annotations(object.annotations()),
             created_while_running: created,
             // Kept by the cache only when the digest differs from the one it held.
@@ -70,14 +75,50 @@ pub async fn run<K>(
         }
     };
     let watched = Watched::Sources(resource_type(kind), namespace.clone());
-    let mut stream = watcher(api, config).default_backoff().boxed();
+    // With keyed digests, Secrets are digested under the keys: wait for them, and list again
+    // whenever they change.
+    let mut key_changes = (kind == SourceKind::Secret && ctx.settings.secret_digest.is_some())
+        .then(|| ctx.digest_keys.subscribe());
+    if let Some(changes) = &mut key_changes
+        && changes
+            .wait_for(|generation| *generation > 0)
+            .await
+            .is_err()
+    {
+        return;
+    }
+    if let Some(changes) = &mut key_changes {
+        changes.mark_unchanged();
+    }
+    let start = || {
+        watcher(api.clone(), config.clone())
+            .default_backoff()
+            .boxed()
+    };
+    let mut stream = start();
     let mut fresh: HashMap<(String, String), SourceEntry> = HashMap::new();
     let mut first = true;
     let keep_tombstones = ctx.settings.reload_on_delete;
     let sync_after_restart = ctx.settings.sync_after_restart && ctx.settings.reload_on_create;
     let resource_type = resource_type(kind);
     let metrics = &ctx.metrics;
-    while let Some(event) = stream.next().await {
+    loop {
+        let event = match &mut key_changes {
+            Some(changes) => tokio::select! {
+                event = stream.next() => event,
+                changed = changes.changed() => {
+                    if changed.is_ok() {
+                        tracing::info!(kind = %kind, "digest keys changed; listing again");
+                        stream = start();
+                    } else {
+                        key_changes = None; // the process is stopping
+                    }
+                    continue;
+                }
+            },
+            None => stream.next().await,
+        };
+        let Some(event) = event else { break };
         match event {
             Ok(watcher::Event::Init) => fresh.clear(),
             Ok(watcher::Event::InitApply(object)) => {

@@ -1547,6 +1547,8 @@ async fn governor_values_render_flags_the_binary_accepts() {
         "reloader.shutdownGracePeriod=20s",
         "reloader.pruneStaleMarkers=false",
         "reloader.keyLevelTriggers=true",
+        "reloader.secretDigest.keySecret=relns/digest-key",
+        "reloader.secretDigest.form=sha1",
         "reloader.governor.debounce=30s",
         "reloader.governor.maxConcurrentRollouts=5",
         "reloader.governor.maxConcurrentRolloutsPerNamespace=2",
@@ -1566,6 +1568,8 @@ async fn governor_values_render_flags_the_binary_accepts() {
         "--shutdown-grace-period=20s",
         "--prune-stale-markers=false",
         "--key-level-triggers=true",
+        "--secret-digest-key-secret=relns/digest-key",
+        "--secret-digest=sha1",
         "--debounce=30s",
         "--max-concurrent-rollouts=5",
         "--max-concurrent-rollouts-per-namespace=2",
@@ -1592,11 +1596,18 @@ async fn governor_values_render_flags_the_binary_accepts() {
     assert!(settings.limits.window.is_some() && settings.limits.dry_run);
     assert!(!settings.prune_stale_markers);
     assert!(settings.key_level_triggers);
+    let digest = settings.secret_digest.unwrap();
+    assert_eq!(
+        (digest.namespace.as_str(), digest.name.as_str()),
+        ("relns", "digest-key")
+    );
+    assert!(!digest.write_keyed);
     let defaults = args(&render(&cluster, "rel", "relns", &[], &[]));
     assert!(
         !defaults.iter().any(|a| a.starts_with("--debounce")
             || a == "--dry-run"
-            || a.starts_with("--key-level-triggers")),
+            || a.starts_with("--key-level-triggers")
+            || a.starts_with("--secret-digest")),
         "off by default: {defaults:?}"
     );
 }

@@ -17,6 +17,7 @@ mod explain;
 mod fixtures;
 mod governor;
 mod ha;
+mod keyed;
 mod keylevel;
 mod kinds;
 mod notify;
