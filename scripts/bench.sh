@@ -113,7 +113,8 @@ minutes() { awk -v s="$1" 'BEGIN {printf "%.1f min", s/60}'; }
   echo "carries the new value. *Latency*: from the PATCH until the Deployment carries it, one change at"
   echo "a time; each reload is one PATCH of the Deployment and one Event (created, then patched as"
   echo "the same Event repeats), which is why both show about 2 PATCHes per change."
-  echo "kube-apiserver and etcd RSS are read after each point."
+  echo "kube-apiserver and etcd RSS are read after each point. kube-reloader lists ConfigMaps and"
+  echo "Secrets as streaming lists (WatchList is on in this kube-apiserver), the peer in pages."
   echo
   echo "$compare"
   echo

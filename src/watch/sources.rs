@@ -23,11 +23,26 @@ use crate::watch::scoped_api;
 /// or not selected (or, for adds, seen before its controller started).
 pub const IGNORED_OR_NOT_SELECTED: &str = "ignored_or_not_selected";
 
-/// Objects per page of the initial list (kube-runtime's default is 500). A page is held as
-/// response text while it decodes, so with 100 KiB Secrets 500 would mean ~70 MB at once; 100
-/// keeps the sync's peak near the steady state (docs/BENCHMARKS.md) for a few more requests
-/// at start only.
+/// Objects per page of the initial list where the API server does not serve streaming lists
+/// (kube-runtime's default is 500). A page is held as response text while it decodes, so with
+/// 100 KiB Secrets 500 would mean ~70 MB at once; 100 costs a few more requests at start only.
 pub const SOURCE_LIST_PAGE_SIZE: u32 = 100;
+
+/// How long a streaming list may go without an event before the first end of its initial
+/// events, before it is given up for paged lists.
+const STREAMING_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether a watcher error says the API server refuses a streaming list (`sendInitialEvents`):
+/// an older server rejects `resourceVersionMatch` on a watch, a newer one with the WatchList
+/// feature off rejects `sendInitialEvents`; both answer 400 (or 422) before any event.
+fn streaming_refused(error: &watcher::Error) -> bool {
+    let code = match error {
+        watcher::Error::WatchStartFailed(kube::Error::Api(status)) => status.code,
+        watcher::Error::WatchError(status) => status.code,
+        _ => return false,
+    };
+    matches!(code, 400 | 422)
+}
 
 /// Upstream's resource type label of a source kind.
 pub fn resource_type(kind: SourceKind) -> &'static str {
@@ -90,12 +105,20 @@ pub async fn run<K>(
     if let Some(changes) = &mut key_changes {
         changes.mark_unchanged();
     }
-    let start = || {
-        watcher(api.clone(), config.clone())
-            .default_backoff()
-            .boxed()
+    // Streaming lists first (each object arrives as one watch event, so no list page of large
+    // Secrets is ever held); pages of SOURCE_LIST_PAGE_SIZE where the API server refuses them.
+    let mut streaming = true;
+    let start = |streaming: bool| {
+        let config = if streaming {
+            config.clone().streaming_lists()
+        } else {
+            config.clone()
+        };
+        watcher(api.clone(), config).default_backoff().boxed()
     };
-    let mut stream = start();
+    let mut stream = start(streaming);
+    // Whether the current stream finished an initial list (streaming lists proven served).
+    let mut listed = false;
     let mut fresh: HashMap<(String, String), SourceEntry> = HashMap::new();
     let mut first = true;
     let keep_tombstones = ctx.settings.reload_on_delete;
@@ -103,20 +126,43 @@ pub async fn run<K>(
     let resource_type = resource_type(kind);
     let metrics = &ctx.metrics;
     loop {
-        let event = match &mut key_changes {
+        // Until a streaming list has ended once, a server that accepted it but sends nothing
+        // (and so never the end-of-initial-events bookmark) would leave the cache unsynced.
+        let guarded = streaming && !listed;
+        let next = async {
+            if guarded {
+                tokio::time::timeout(STREAMING_STALL, stream.next())
+                    .await
+                    .ok()
+            } else {
+                Some(stream.next().await)
+            }
+        };
+        let next = match &mut key_changes {
             Some(changes) => tokio::select! {
-                event = stream.next() => event,
+                next = next => next,
                 changed = changes.changed() => {
                     if changed.is_ok() {
                         tracing::info!(kind = %kind, "digest keys changed; listing again");
-                        stream = start();
+                        stream = start(streaming);
+                        listed = false;
                     } else {
                         key_changes = None; // the process is stopping
                     }
                     continue;
                 }
             },
-            None => stream.next().await,
+            None => next.await,
+        };
+        let Some(event) = next else {
+            tracing::warn!(
+                kind = %kind,
+                "a streaming list sent nothing for {}s; listing in pages of {SOURCE_LIST_PAGE_SIZE} instead",
+                STREAMING_STALL.as_secs()
+            );
+            streaming = false;
+            stream = start(streaming);
+            continue;
         };
         let Some(event) = event else { break };
         match event {
@@ -139,6 +185,7 @@ pub async fn run<K>(
                 fresh.insert((ns, name), entry(&object, created));
             }
             Ok(watcher::Event::InitDone) => {
+                listed = true;
                 let changed = ctx.sources.replace(
                     kind,
                     namespace.as_deref(),
@@ -207,6 +254,15 @@ pub async fn run<K>(
                 if !notify_webhook(&ctx, "delete", &ns, resource_type) {
                     metrics.event_processed("delete", resource_type, "success");
                 }
+            }
+            Err(e) if streaming && !listed && streaming_refused(&e) => {
+                tracing::info!(
+                    kind = %kind,
+                    error = %e,
+                    "the API server does not serve streaming lists (WatchList); listing in pages of {SOURCE_LIST_PAGE_SIZE} instead"
+                );
+                streaming = false;
+                stream = start(streaming);
             }
             Err(e) => {
                 tracing::warn!(kind = %kind, error = %e, "watch error; retrying with backoff")

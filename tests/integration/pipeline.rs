@@ -500,3 +500,65 @@ async fn a_watch_that_ends_fails_liveness() {
     assert!(log.contains("/live now fails"), "{log}");
     drop(plane);
 }
+
+/// Sources are listed as streaming lists (one watch event per object, so no page of large
+/// Secrets is ever held); an API server that refuses them (the WatchList feature off, as by
+/// default in 1.33, or a server older than 1.27) gets paged lists instead, and reloads work the
+/// same. The audit log shows which.
+#[tokio::test]
+async fn source_lists_stream_and_fall_back_to_pages_where_refused() {
+    for watch_list in [true, false] {
+        let tuning = kube_reloader_testenv::Tuning {
+            apiserver_args: vec![format!("--feature-gates=WatchList={watch_list}")],
+            ..Default::default()
+        };
+        let plane = ControlPlane::start_tuned(Tier::A, tuning).await.unwrap();
+        let cluster = plane.info().clone();
+        let client = cluster.client().await.unwrap();
+        let ns = cluster.create_namespace("streaming").await.unwrap();
+        create::<ConfigMap>(&client, &ns, configmap("cfg", json!({"v": "1"}))).await;
+        named_deployment(&client, &ns, "web", "cfg").await;
+        let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
+        let controller = Controller::start(&cluster, &identity, &ns, &["--namespaces", &ns]).await;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        wait_deployment(&deployments, "web", "the baseline", |d| {
+            ledger_of(d).is_some()
+        })
+        .await;
+        set_configmap(&client, &ns, "cfg", json!({"v": "2"})).await;
+        wait_env(&deployments, "web", "app", "the reload").await;
+        let log = controller.stop();
+        let requests = requests_by(&cluster, &identity.user);
+        let listed = |resource: &str| {
+            requests
+                .iter()
+                .any(|r| r.resource == resource && r.verb == "list")
+        };
+        let streamed = |resource: &str| {
+            requests.iter().any(|r| {
+                r.resource == resource
+                    && r.verb == "watch"
+                    && r.code == 200
+                    && r.uri.contains("sendInitialEvents=true")
+            })
+        };
+        // Refused, the streaming attempt shows up answered 422.
+        for resource in ["configmaps", "secrets"] {
+            assert_eq!(
+                streamed(resource),
+                watch_list,
+                "WatchList={watch_list}: {resource} streamed"
+            );
+            assert_eq!(
+                listed(resource),
+                !watch_list,
+                "WatchList={watch_list}: {resource} paged"
+            );
+        }
+        assert_eq!(
+            log.contains("does not serve streaming lists"),
+            !watch_list,
+            "the fallback is logged when taken: {log}"
+        );
+    }
+}

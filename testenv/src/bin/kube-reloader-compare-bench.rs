@@ -4,11 +4,12 @@
 //! docs/BENCHMARKS.md. Numbers live here and in the docs, never in tests.
 //!
 //! Usage: kube-reloader-compare-bench --binary PATH [--peer PATH] [--peer-label TEXT]
-//!        [--points quick|full|fanout] [--out DIR] [--memory-budget-gib N]
+//!        [--points quick|full|fanout|initial-list] [--out DIR] [--memory-budget-gib N]
 //!
 //! `--points` (or `BENCH_POINTS`) picks the matrix: `quick` is a smoke run of a few minutes,
 //! `full` the whole matrix of docs/BENCHMARKS.md, `fanout` only the fan-out points (to try a
-//! change to the write path). Scenarios, in order:
+//! change to the write path), `initial-list` only object points, 1 and 100 KiB (to try a change
+//! to the initial list). Scenarios, in order:
 //!
 //! 1. fan-out: one ConfigMap used by N Deployments (envFrom, auto); the ConfigMap changes once;
 //!    the time until every Deployment's pod template carries the new env var.
@@ -47,7 +48,7 @@ use kube_reloader_testenv::{ClusterInfo, ControlPlane, Identity, Tier, Tuning};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: kube-reloader-compare-bench --binary PATH [--peer PATH] \
-                     [--peer-label TEXT] [--points quick|full|fanout] [--out DIR] [--memory-budget-gib N]";
+                     [--peer-label TEXT] [--points quick|full|fanout|initial-list] [--out DIR] [--memory-budget-gib N]";
 const LEDGER: &str = "kube-reloader.io/digests";
 const IN_FLIGHT: usize = 32;
 /// etcd's backend quota in the bench (its documented maximum is 8 GiB; the default is 2 GiB).
@@ -100,8 +101,17 @@ fn matrix(name: &str) -> Result<Matrix, String> {
             secret_kib: vec![],
             objects_workloads: 0,
         }),
+        "initial-list" => Ok(Matrix {
+            name: "initial-list",
+            fanout: vec![],
+            changes: 5,
+            workloads: vec![],
+            secret_counts: vec![0, 1000, 5000, 80_000],
+            secret_kib: vec![1, 100],
+            objects_workloads: 1000,
+        }),
         other => Err(format!(
-            "--points {other}: expected quick, full or fanout\n{USAGE}"
+            "--points {other}: expected quick, full, fanout or initial-list\n{USAGE}"
         )),
     }
 }
