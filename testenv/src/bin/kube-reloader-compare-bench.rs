@@ -4,12 +4,13 @@
 //! docs/BENCHMARKS.md. Numbers live here and in the docs, never in tests.
 //!
 //! Usage: kube-reloader-compare-bench --binary PATH [--peer PATH] [--peer-label TEXT]
-//!        [--points quick|full|fanout|initial-list] [--out DIR] [--memory-budget-gib N]
+//!        [--points quick|full|fanout|initial-list|target] [--out DIR] [--memory-budget-gib N]
 //!
 //! `--points` (or `BENCH_POINTS`) picks the matrix: `quick` is a smoke run of a few minutes,
 //! `full` the whole matrix of docs/BENCHMARKS.md, `fanout` only the fan-out points (to try a
 //! change to the write path), `initial-list` only object points, 1 and 100 KiB (to try a change
-//! to the initial list). Scenarios, in order:
+//! to the initial list), `target` only the issue's point (20,000 Secrets x 10 KiB + 5,000
+//! ConfigMaps + 1,000 Deployments). Scenarios, in order:
 //!
 //! 1. fan-out: one ConfigMap used by N Deployments (envFrom, auto); the ConfigMap changes once;
 //!    the time until every Deployment's pod template carries the new env var.
@@ -48,7 +49,7 @@ use kube_reloader_testenv::{ClusterInfo, ControlPlane, Identity, Tier, Tuning};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: kube-reloader-compare-bench --binary PATH [--peer PATH] \
-                     [--peer-label TEXT] [--points quick|full|fanout|initial-list] [--out DIR] [--memory-budget-gib N]";
+                     [--peer-label TEXT] [--points quick|full|fanout|initial-list|target] [--out DIR] [--memory-budget-gib N]";
 const LEDGER: &str = "kube-reloader.io/digests";
 const IN_FLIGHT: usize = 32;
 /// etcd's backend quota in the bench (its documented maximum is 8 GiB; the default is 2 GiB).
@@ -110,8 +111,17 @@ fn matrix(name: &str) -> Result<Matrix, String> {
             secret_kib: vec![1, 100],
             objects_workloads: 1000,
         }),
+        "target" => Ok(Matrix {
+            name: "target",
+            fanout: vec![],
+            changes: 5,
+            workloads: vec![],
+            secret_counts: vec![20_000],
+            secret_kib: vec![10],
+            objects_workloads: 1000,
+        }),
         other => Err(format!(
-            "--points {other}: expected quick, full, fanout or initial-list\n{USAGE}"
+            "--points {other}: expected quick, full, fanout, initial-list or target\n{USAGE}"
         )),
     }
 }
