@@ -128,7 +128,7 @@ minutes() { awk -v s="$1" 'BEGIN {printf "%.1f min", s/60}'; }
   echo "Reading it: memory follows the number of objects, not their size (each ConfigMap and"
   echo "Secret is kept as a digest). A reload costs one PATCH and one Event (the creates), no LIST"
   echo "or GET. A start costs the startup checks (SelfSubjectAccessReview creates, /version and"
-  echo "discovery gets), one paginated LIST and one WATCH per kind, and no write when nothing"
+  echo "discovery gets), one paginated LIST and one WATCH per workload kind, one streaming list (a WATCH) per source kind, and no write when nothing"
   echo "changed. The Helm chart's requests and limits (deploy/helm/kube-reloader/values.yaml) are"
   echo "sized from these."
   echo

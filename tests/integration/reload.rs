@@ -144,13 +144,28 @@ async fn named_configmap_change_sets_the_env_var_with_one_patch() {
         reads.len() == 1 && reads[0].uri == "/version",
         "no GET but /version: {reads:?}"
     );
-    for resource in [
-        "configmaps",
-        "secrets",
-        "deployments",
-        "statefulsets",
-        "daemonsets",
-    ] {
+    // Sources come as one streaming list each (a watch with sendInitialEvents, this API server
+    // serving WatchList), workload kinds as one paged LIST each; nothing more per change.
+    for resource in ["configmaps", "secrets"] {
+        let streams = requests
+            .iter()
+            .filter(|r| {
+                r.verb == "watch"
+                    && r.resource == resource
+                    && r.uri.contains("sendInitialEvents=true")
+            })
+            .count();
+        let lists = requests
+            .iter()
+            .filter(|r| r.verb == "list" && r.resource == resource)
+            .count();
+        assert_eq!(
+            (streams, lists),
+            (1, 0),
+            "{resource}: one streaming list, no LIST: {requests:?}"
+        );
+    }
+    for resource in ["deployments", "statefulsets", "daemonsets"] {
         let lists = requests
             .iter()
             .filter(|r| r.verb == "list" && r.resource == resource)
