@@ -411,7 +411,8 @@ pub fn explain(
                         .map(|id| format!(" (key id {id})"))
                         .unwrap_or_default();
                     format!(
-                        "recorded as a keyed digest{id}, which only the controller can check                          (--secret-digest-key-secret); its digest key is not readable here"
+                        "recorded as a keyed digest{id}, which only the controller can check \
+                         (--secret-digest-key-secret); its digest key is not readable here"
                     )
                 }
                 (Some((now, _)), Some((was, _))) => {

@@ -239,12 +239,26 @@ pub fn configmap_content<'a>(
 pub fn secret_content<'a>(
     data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> (Digest, KeyDigests) {
+    let (digest, keys, _) = secret_digests(data, &DigestKeys::default());
+    (digest, keys)
+}
+
+/// One pass over a Secret's data: upstream's SHA-1, the per-key digests (not yet keyed by the
+/// uid) and the HMACs under `digest_keys`.
+fn secret_digests<'a>(
+    data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    digest_keys: &DigestKeys,
+) -> (Digest, KeyDigests, KeyedDigests) {
     let data: Vec<(&str, &[u8])> = data.into_iter().collect();
     let keys = data
         .iter()
         .map(|(k, v)| (Box::from(*k), key_digest(ValueForm::Bytes, v)))
         .collect();
-    (secret_data(data), KeyDigests::from_unsorted(keys))
+    let mut entries: Vec<(&[u8], Option<&[u8]>)> =
+        data.iter().map(|(k, v)| (k.as_bytes(), Some(*v))).collect();
+    let mut keyed = digest_keys.start();
+    let digest = hash_entries(&mut entries, |bytes| keyed.update(bytes));
+    (digest, KeyDigests::from_unsorted(keys), keyed.finish())
 }
 
 /// [`configmap`] with the per-key digests (what the watcher keeps).
@@ -277,8 +291,8 @@ pub fn secret_content_keyed<'a>(
     data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     uid: &str,
 ) -> (Digest, KeyDigests) {
-    let (digest, keys, _) = secret_forms(data, uid, &DigestKeys::default());
-    (digest, keys)
+    let (digest, keys) = secret_content(data);
+    (digest, keys.keyed(uid))
 }
 
 /// What the source cache keeps of a Secret's data: upstream's SHA-1, the per-key digests keyed
@@ -289,20 +303,8 @@ pub fn secret_forms<'a>(
     uid: &str,
     digest_keys: &DigestKeys,
 ) -> (Digest, KeyDigests, KeyedDigests) {
-    let data: Vec<(&str, &[u8])> = data.into_iter().collect();
-    let keys = data
-        .iter()
-        .map(|(k, v)| (Box::from(*k), key_digest(ValueForm::Bytes, v)))
-        .collect();
-    let mut entries: Vec<(&[u8], Option<&[u8]>)> =
-        data.iter().map(|(k, v)| (k.as_bytes(), Some(*v))).collect();
-    let mut keyed = digest_keys.start();
-    let digest = hash_entries(&mut entries, |bytes| keyed.update(bytes));
-    (
-        digest,
-        KeyDigests::from_unsorted(keys).keyed(uid),
-        keyed.finish(),
-    )
+    let (digest, keys, keyed) = secret_digests(data, digest_keys);
+    (digest, keys.keyed(uid), keyed)
 }
 
 /// [`secret_forms`] of a Secret object (`stringData` folded in), keyed by its uid.

@@ -115,11 +115,6 @@ impl DigestKey {
             key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
         })
     }
-
-    /// Its id.
-    pub fn id(&self) -> KeyId {
-        self.id
-    }
 }
 
 impl fmt::Debug for DigestKey {
@@ -173,11 +168,6 @@ impl DigestKeys {
     /// Whether new Secret markers are keyed.
     pub fn write_keyed(&self) -> bool {
         self.write_keyed && !self.keys.is_empty()
-    }
-
-    /// Whether no key is configured (upstream's digests only).
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 
     /// HMAC contexts for one Secret's data, one per key.
@@ -248,11 +238,6 @@ impl KeyedDigests {
         self.entries.first().filter(|_| self.write)
     }
 
-    /// Whether a value recorded with key `id` can be checked.
-    pub fn knows(&self, id: KeyId) -> bool {
-        self.get(id).is_some()
-    }
-
     /// Whether no key was configured.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -315,13 +300,8 @@ impl<'a> DataNow<'a> {
                 Recognition::Differs
             }
         };
-        if let Some(rest) = recorded.strip_prefix(RECORD_PREFIX) {
-            let Some((id, hmac)) = rest.split_once(':').and_then(|(id, hmac)| {
-                Some((
-                    KeyId::parse(id)?,
-                    <[u8; 32]>::try_from(hex::decode(hmac).ok()?).ok()?,
-                ))
-            }) else {
+        if let Some((id, hmac)) = split_record(recorded) {
+            let (Some(id), Some(hmac)) = (KeyId::parse(id), tag(hmac)) else {
                 return Recognition::Differs;
             };
             return match self.keyed.get(id) {
@@ -331,7 +311,7 @@ impl<'a> DataNow<'a> {
         }
         if recorded.len() == 64 {
             // A keyed marker read from the pod template: no key id, try every key.
-            let Ok(Ok(hmac)) = hex::decode(recorded).map(<[u8; 32]>::try_from) else {
+            let Some(hmac) = tag(recorded) else {
                 return Recognition::Differs;
             };
             if self.keyed.is_empty() {
@@ -351,18 +331,22 @@ impl<'a> DataNow<'a> {
 /// The marker a recorded whole-object value corresponds to: the hex of a keyed record, else the
 /// value itself (to compare a ledger with a change's marker).
 pub fn record_marker(recorded: &str) -> &str {
-    recorded
-        .strip_prefix(RECORD_PREFIX)
-        .and_then(|rest| rest.split_once(':'))
-        .map_or(recorded, |(_, hmac)| hmac)
+    split_record(recorded).map_or(recorded, |(_, hmac)| hmac)
 }
 
 /// The key id of a recorded value in keyed form (for reports and `explain`).
 pub fn record_key_id(recorded: &str) -> Option<KeyId> {
-    recorded
-        .strip_prefix(RECORD_PREFIX)
-        .and_then(|rest| rest.split_once(':'))
-        .and_then(|(id, _)| KeyId::parse(id))
+    split_record(recorded).and_then(|(id, _)| KeyId::parse(id))
+}
+
+/// A record in keyed form, as (key id, hmac) text.
+fn split_record(recorded: &str) -> Option<(&str, &str)> {
+    recorded.strip_prefix(RECORD_PREFIX)?.split_once(':')
+}
+
+/// A 32-byte tag from its hex.
+fn tag(hex_text: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_text).ok()?.try_into().ok()
 }
 
 /// Equality of two tags in time independent of where they differ.

@@ -102,9 +102,6 @@ pub async fn run<K>(
     {
         return;
     }
-    if let Some(changes) = &mut key_changes {
-        changes.mark_unchanged();
-    }
     // Streaming lists first (each object arrives as one watch event, so no list page of large
     // Secrets is ever held); pages of SOURCE_LIST_PAGE_SIZE where the API server refuses them.
     let mut streaming = true;

@@ -72,6 +72,23 @@ pub fn configmap(name: &str, data: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
 }
 
+/// A Secret manifest with `string_data` (the API server folds it into `data`).
+pub fn secret(name: &str, string_data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": string_data})
+}
+
+/// Merges `string_data` into Secret `name`.
+pub async fn set_secret(client: &Client, ns: &str, name: &str, string_data: Value) {
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": string_data})),
+        )
+        .await
+        .unwrap();
+}
+
 pub async fn set_configmap(client: &Client, ns: &str, name: &str, data: Value) {
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .patch(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::controller::{Controller, controller_rules, identity_with_rules};
@@ -59,15 +59,13 @@ async fn templates(api: &Api<Deployment>) -> Vec<Value> {
     out
 }
 
-async fn set_secret(client: &kube::Client, ns: &str, name: &str, data: Value) {
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"stringData": data})),
-        )
-        .await
-        .unwrap();
+/// A Deployment naming Secret `creds` in `secret.reloader.stakater.com/reload`.
+fn creds_reader(name: &str) -> Value {
+    deployment(
+        name,
+        json!({"secret.reloader.stakater.com/reload": "creds"}),
+        json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
+    )
 }
 
 fn is_keyed(record: &str) -> bool {
@@ -81,24 +79,9 @@ async fn keyed_digests_switch_on_rotate_and_off_without_extra_rollouts() {
     let planted = format!("planted-{pid}-keyed-value");
     let key_one = format!("first-digest-key-{pid}-0123456789abcdef");
     let key_two = format!("second-digest-key-{pid}-0123456789abcdef");
-    create::<Secret>(
-        &client,
-        &ns,
-        json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "creds"}, "stringData": {"password": planted}}),
-    )
-    .await;
+    create::<Secret>(&client, &ns, secret("creds", json!({"password": planted}))).await;
     for name in names() {
-        create::<Deployment>(
-            &client,
-            &ns,
-            deployment(
-                &name,
-                json!({"secret.reloader.stakater.com/reload": "creds"}),
-                json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
-            ),
-        )
-        .await;
+        create::<Deployment>(&client, &ns, creds_reader(&name)).await;
     }
     let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -112,13 +95,7 @@ async fn keyed_digests_switch_on_rotate_and_off_without_extra_rollouts() {
     let start = templates(&api).await;
 
     // Switched on with 20 workloads running: ledgers rewritten keyed, no rollout.
-    create::<Secret>(
-        &client,
-        &ns,
-        json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "digest-key"}, "stringData": {"key": key_one}}),
-    )
-    .await;
+    create::<Secret>(&client, &ns, secret("digest-key", json!({"key": key_one}))).await;
     let key_flag = format!("--secret-digest-key-secret={ns}/digest-key");
     let keyed_args = [plain.as_slice(), &[key_flag.as_str()]].concat();
     let controller = Controller::start(&cluster, &identity, &ns, &keyed_args).await;
@@ -216,23 +193,8 @@ async fn keyed_digests_switch_on_rotate_and_off_without_extra_rollouts() {
 #[tokio::test]
 async fn a_missing_key_secret_is_reported_and_waited_for() {
     let (cluster, ns, client) = setup("keyed-missing").await;
-    create::<Secret>(
-        &client,
-        &ns,
-        json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "creds"}, "stringData": {"password": "x"}}),
-    )
-    .await;
-    create::<Deployment>(
-        &client,
-        &ns,
-        deployment(
-            "web",
-            json!({"secret.reloader.stakater.com/reload": "creds"}),
-            json!({"containers": [{"name": "app", "image": "registry.invalid/app"}]}),
-        ),
-    )
-    .await;
+    create::<Secret>(&client, &ns, secret("creds", json!({"password": "x"}))).await;
+    create::<Deployment>(&client, &ns, creds_reader("web")).await;
     let identity = identity_with_rules(&cluster, &ns, controller_rules()).await;
     let key_flag = format!("--secret-digest-key-secret={ns}/digest-key");
     let controller = Controller::spawn_with_env(
@@ -255,8 +217,7 @@ async fn a_missing_key_secret_is_reported_and_waited_for() {
     create::<Secret>(
         &client,
         &ns,
-        json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "digest-key"}, "stringData": {"key": "k".repeat(32)}}),
+        secret("digest-key", json!({"key": "k".repeat(32)})),
     )
     .await;
     let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
