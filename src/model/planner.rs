@@ -175,6 +175,17 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     };
     let (key_level, invalid) = keys::enabled(&view.annotations, input.options.key_level);
     problems.extend(invalid.map(Problem::InvalidKeyLevel));
+    let is_deployment = view.key.kind == WorkloadKind::Deployment;
+    // Said on every plan, not only with a reload: a typo shows up at once, and a Warning
+    // lost with a killed process comes again from the next one.
+    if is_deployment
+        && let Some(Err(invalid)) = view
+            .annotations
+            .get(&input.policy.keys.pause_period)
+            .map(|period| pause::parse_go_duration(period))
+    {
+        problems.push(Problem::InvalidPause(invalid));
+    }
     let recreating = view.held_for_recreation();
     if view.deleting && !recreating {
         return Plan {
@@ -245,7 +256,6 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         };
     }
     let keys = &input.policy.keys;
-    let is_deployment = view.key.kind == WorkloadKind::Deployment;
     let intent = match decision {
         Decision::UpToDate if is_deployment => {
             match pause::state(
@@ -269,19 +279,14 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
         Decision::Baseline { ledger } => Intent::Baseline { ledger },
         Decision::Reload { ledger, changes } => {
             let pause = if is_deployment {
-                match pause::pause_for(
+                // An invalid period is among the problems already: reload without a pause.
+                pause::pause_for(
                     &view.annotations,
                     &keys.pause_period,
                     &keys.paused_at,
                     view.paused,
-                ) {
-                    Some(Ok(period)) => Some(period),
-                    Some(Err(invalid)) => {
-                        problems.push(Problem::InvalidPause(invalid));
-                        None
-                    }
-                    None => None,
-                }
+                )
+                .and_then(Result::ok)
             } else {
                 None
             };
@@ -794,6 +799,10 @@ mod tests {
         );
         let plan = run(&invalid, &changed);
         assert_eq!(reload_of(&plan).pause, None);
+        assert!(matches!(&plan.problems[..], [Problem::InvalidPause(p)] if p.value == "ten"));
+        // ...and says so when nothing changed too, once per plan.
+        let plan = run(&invalid, &current);
+        assert_eq!(plan.intent, Intent::UpToDate);
         assert!(matches!(&plan.problems[..], [Problem::InvalidPause(p)] if p.value == "ten"));
         // Paused by us: wait, then resume; a pause someone else ended: forget the marker.
         let paused = WorkloadView {

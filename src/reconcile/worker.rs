@@ -356,7 +356,8 @@ async fn report_problem(
         Problem::InvalidPause(invalid) => (
             format!("pause={}", invalid.value),
             format!(
-                "Reloading Deployment {}/{} without a pause: annotation {}: {invalid}",
+                "Deployment {}/{}: annotation {}: {invalid}; its reloads go without a pause \
+                 until it is fixed or removed.",
                 key.namespace, key.name, ctx.settings.policy.keys.pause_period
             ),
         ),

@@ -395,7 +395,8 @@ fn paused_at(d: &Deployment) -> Option<String> {
 /// Checklist 30-31: the reload pauses the Deployment in the same write and a controller
 /// started after a restart resumes it when the period is over (the pause time is on the
 /// object); a Deployment paused by its user is reloaded but never paused or resumed by us; an
-/// invalid period reloads without a pause and says why.
+/// invalid period reloads without a pause and says why (the first controller may be killed before
+/// its Event is out: the next one says it again).
 #[tokio::test]
 async fn pause_period_survives_a_restart_and_user_pauses_are_left_alone() {
     let (cluster, ns, client) = setup("pause").await;
