@@ -240,14 +240,18 @@ async fn argo_rollouts_and_deployment_configs_when_their_apis_exist() {
         container_env(&d["spec"]["template"], var).as_deref() == Some(digest.as_str())
     })
     .await;
-    let reloaded: Vec<String> = events(&client, &ns)
-        .await
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("Reloaded"))
-        .filter_map(|e| e.involved_object.kind)
-        .collect();
+    // Events go out through a queue after the write: wait for them.
     for kind in ["Rollout", "DeploymentConfig"] {
-        assert!(reloaded.iter().any(|k| k == kind), "{reloaded:?}");
+        wait_event(
+            &client,
+            &ns,
+            &format!("a Reloaded Event on a {kind}"),
+            |e| {
+                e.reason.as_deref() == Some("Reloaded")
+                    && e.involved_object.kind.as_deref() == Some(kind)
+            },
+        )
+        .await;
     }
     controller.stop();
     drop(plane);

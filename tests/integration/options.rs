@@ -496,8 +496,9 @@ async fn secret_values_never_reach_logs_events_or_metrics() {
     wait_env(&deployments, "web", "app", "the reload").await;
     let alerts = crate::notify::received(&receiver, "the alert", 1).await;
     let (_, metrics) = controller.get("/metrics").await.unwrap();
-    let events = events(&client, &ns).await;
+    // After the stop, which waits for queued Events to be published.
     let log = controller.stop();
+    let events = events(&client, &ns).await;
     assert!(
         log.contains("Changes detected in 'creds'"),
         "the reload was logged: {log}"
