@@ -11,7 +11,7 @@ use kube_reloader_testenv::process::{Process, free_port};
 use kube_reloader_testenv::{ClusterInfo, Identity};
 use serde_json::json;
 
-use crate::support::eventually;
+use crate::support::try_eventually;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_kube-reloader");
 
@@ -143,7 +143,7 @@ impl Controller {
         env: &[(&str, &str)],
     ) -> Self {
         let controller = Self::spawn_with_env(cluster, identity, label, args, env);
-        eventually(
+        let ready = try_eventually(
             &format!("kube-reloader ({label}) to become ready"),
             || async {
                 match controller.get("/ready").await? {
@@ -153,6 +153,13 @@ impl Controller {
             },
         )
         .await;
+        // The cluster's directory goes with the run: the log is only in the message.
+        if let Err(timed_out) = ready {
+            panic!(
+                "{timed_out}; its log:\n{}",
+                controller.process.log_tail(200)
+            );
+        }
         controller
     }
 

@@ -19,7 +19,20 @@ pub async fn cluster(tier: Tier) -> ClusterInfo {
 
 /// Polls `check` until it returns `Some`, or panics after [`EFFECT_TIMEOUT`] naming `what`
 /// and the last state `check` reported through `describe`.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    match try_eventually(what, check).await {
+        Ok(value) => value,
+        Err(timed_out) => panic!("{timed_out}"),
+    }
+}
+
+/// [`eventually`] that returns the timeout message instead of panicking, for callers that
+/// add to it (a log tail).
+pub async fn try_eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -27,14 +40,14 @@ where
     let started = Instant::now();
     loop {
         let last = match check().await {
-            Ok(value) => return value,
+            Ok(value) => return Ok(value),
             Err(state) => state,
         };
         if started.elapsed() > EFFECT_TIMEOUT {
-            panic!(
+            return Err(format!(
                 "timed out after {}s waiting for {what}; last state: {last}",
                 EFFECT_TIMEOUT.as_secs()
-            );
+            ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
