@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kube_reloader::index::{self, SourceCache, WorkloadStore};
-use kube_reloader::model::digest::{Digest, SourceKind};
+use kube_reloader::model::digest::{Sha1Digest, SourceKind};
 use kube_reloader::model::policy::{Policy, SourceRef, WorkloadAnnotations};
 use kube_reloader::model::refs;
 use kube_reloader::model::source::SourceEntry;
@@ -113,7 +113,7 @@ fn main() {
         }
         let sources = SourceCache::default();
         let entry = SourceEntry {
-            digest: Digest::parse("da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+            digest: Sha1Digest::parse("da39a3ee5e6b4b0d3255bfef95601890afd80709"),
             keys: Default::default(),
             keyed: Default::default(),
             annotations: Default::default(),

@@ -278,16 +278,16 @@ pub fn explain(
         let list = lists.get(kind);
         let (named_key, _, _) = policy.keys_for(kind);
         for item in &list.items {
-            let matched: Vec<&String> = sources
+            let matched: Vec<&str> = sources
                 .keys()
                 .filter(|(k, n)| {
                     *k == kind
                         && match item {
-                            ListItem::Exact(exact) => exact == n,
+                            ListItem::Exact(exact) => **exact == **n,
                             ListItem::Pattern(pattern) => pattern.is_match(n),
                         }
                 })
-                .map(|(_, n)| n)
+                .map(|(_, n)| &**n)
                 .collect();
             let written = match item {
                 ListItem::Exact(exact) => exact.clone(),
@@ -306,7 +306,7 @@ pub fn explain(
                     view.key.namespace
                 ));
             }
-            candidates.extend(matched.into_iter().map(|n| (kind, n.clone())));
+            candidates.extend(matched.into_iter().map(|n| (kind, n.to_owned())));
         }
     }
     let ledger = Ledger::parse(view.annotations.get(LEDGER_ANNOTATION).map(String::as_str));
@@ -323,7 +323,7 @@ pub fn explain(
         if *kind == SourceKind::SecretProviderClass {
             continue;
         }
-        let entry = sources.get(&(*kind, name.clone()));
+        let entry = sources.get(&(*kind, name.as_str().into()));
         let is_referenced = referenced.contains(&(*kind, name.clone()));
         let exists = entry.is_some_and(|e| e.digest.is_some());
         let empty = BTreeMap::new();
@@ -360,9 +360,8 @@ pub fn explain(
                 }
             );
         }
-        let digest = entry
-            .and_then(|e| e.digest.as_ref())
-            .map(|d| d.as_str().to_owned());
+        let marker = entry.and_then(|e| e.digest).map(|d| d.marker());
+        let digest = marker.as_ref().map(|d| d.as_str().to_owned());
         let env_var = env_var_name(name, *kind);
         let env_value = pod
             .spec
@@ -382,16 +381,14 @@ pub fn explain(
             .map(|d| (d.to_owned(), "ledger kube-reloader.io/digests"))
             .or(env_value.map(|v| (v, "env var")))
             .or(last.map(|v| (v, "last-reloaded-from")));
-        let now = entry.and_then(|e| {
-            e.digest.as_ref().map(|sha1| {
-                (
-                    DataNow {
-                        sha1,
-                        keyed: &e.keyed,
-                    },
-                    &e.keys,
-                )
-            })
+        let now = entry.zip(marker.as_ref()).map(|(e, sha1)| {
+            (
+                DataNow {
+                    sha1,
+                    keyed: &e.keyed,
+                },
+                &e.keys,
+            )
         });
         let selection = now
             .filter(|_| tracked)
@@ -596,7 +593,7 @@ fn neighbour_hold(
                 kind: change.kind,
                 name: &change.name,
                 annotations: sources
-                    .get(&(change.kind, change.name.clone()))
+                    .get(&(change.kind, change.name.as_str().into()))
                     .map(|e| &e.annotations)
                     .unwrap_or(&empty),
             };
@@ -611,15 +608,15 @@ fn neighbour_hold(
                         source,
                         &settings.policy,
                     ) && !sources
-                        .get(&(change.kind, change.name.clone()))
+                        .get(&(change.kind, change.name.as_str().into()))
                         .is_some_and(|e| {
-                            e.digest.as_ref().is_some_and(|sha1| {
+                            e.digest.is_some_and(|sha1| {
                                 keys::workload_ignores_change(
                                     v,
                                     settings.key_level_triggers,
                                     (change.kind, &change.name),
                                     DataNow {
-                                        sha1,
+                                        sha1: &sha1.marker(),
                                         keyed: &e.keyed,
                                     },
                                     &e.keys,
@@ -869,7 +866,7 @@ pub async fn read_sources(
     for cm in &configmaps.items {
         if let Some(name) = cm.metadata.name.clone() {
             sources.insert(
-                (SourceKind::ConfigMap, name),
+                (SourceKind::ConfigMap, name.into()),
                 entry(
                     {
                         let (digest, keys) = digest::configmap_keyed(cm);
@@ -891,7 +888,7 @@ pub async fn read_sources(
     for secret in &secrets.items {
         if let Some(name) = secret.metadata.name.clone() {
             sources.insert(
-                (SourceKind::Secret, name),
+                (SourceKind::Secret, name.into()),
                 entry(
                     {
                         let (digest, keys, keyed) = digest::secret_forms_of(secret, digest_keys);

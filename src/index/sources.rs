@@ -55,7 +55,7 @@ impl SourceCache {
     ) -> Change {
         let mut map = self.write();
         let slot = map.entry(namespace.to_owned()).or_default();
-        match slot.get_mut(&(kind, name.to_owned())) {
+        match slot.get_mut(&(kind, name.into())) {
             Some(existing) if existing.digest.is_some() => {
                 let change = if existing.digest != entry.digest {
                     Change::DataChanged
@@ -85,7 +85,7 @@ impl SourceCache {
                     data_changed_at: None,
                     ..entry
                 };
-                slot.insert((kind, name.to_owned()), entry);
+                slot.insert((kind, name.into()), entry);
                 Change::Created
             }
         }
@@ -97,7 +97,7 @@ impl SourceCache {
         let Some(slot) = map.get_mut(namespace) else {
             return;
         };
-        let key = (kind, name.to_owned());
+        let key = (kind, Box::from(name));
         if keep_tombstone {
             if let Some(entry) = slot.get_mut(&key) {
                 entry.digest = None;
@@ -132,7 +132,7 @@ impl SourceCache {
                 if *k != kind {
                     return true;
                 }
-                match fresh.remove(&(ns.clone(), name.clone())) {
+                match fresh.remove(&(ns.clone(), name.to_string())) {
                     Some(new) => {
                         if new.digest != entry.digest
                             || new.annotations != entry.annotations
@@ -165,10 +165,22 @@ impl SourceCache {
                 }
             });
         }
+        let mut grown = std::collections::BTreeSet::new();
         for ((ns, name), mut entry) in fresh {
             entry.data_changed_at = None;
             changed.insert(ns.clone());
-            map.entry(ns).or_default().insert((kind, name), entry);
+            map.entry(ns.clone())
+                .or_default()
+                .insert((kind, name.into()), entry);
+            grown.insert(ns);
+        }
+        // Entries inserted one by one leave the tree's nodes a third empty on average; built
+        // again from its sorted entries, every node is full (what an initial list of tens of
+        // thousands of sources costs most).
+        for ns in &grown {
+            if let Some(slot) = map.get_mut(ns) {
+                *slot = std::mem::take(slot).into_iter().collect();
+            }
         }
         map.retain(|_, slot| !slot.is_empty());
         changed.into_iter().collect()
@@ -184,7 +196,9 @@ impl SourceCache {
     /// A copy of the sources of one namespace (tests and diagnostics).
     pub fn namespace(&self, namespace: &str) -> Vec<((SourceKind, String), SourceEntry)> {
         self.with_namespace(namespace, |slot| {
-            slot.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            slot.iter()
+                .map(|((kind, name), v)| ((*kind, name.to_string()), v.clone()))
+                .collect()
         })
     }
 
@@ -192,7 +206,7 @@ impl SourceCache {
     pub fn get(&self, kind: SourceKind, namespace: &str, name: &str) -> Option<SourceEntry> {
         self.read()
             .get(namespace)
-            .and_then(|slot| slot.get(&(kind, name.to_owned())))
+            .and_then(|slot| slot.get(&(kind, name.into())))
             .cloned()
     }
 
@@ -225,12 +239,12 @@ impl SourceCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::digest::Digest;
+    use crate::model::digest::Sha1Digest;
     use std::collections::BTreeMap;
 
     fn entry(digest: &str) -> SourceEntry {
         SourceEntry {
-            digest: Digest::parse(&digest.repeat(40)[..40]),
+            digest: Sha1Digest::parse(&digest.repeat(40)[..40]),
             keys: Default::default(),
             keyed: Default::default(),
             annotations: BTreeMap::new(),
@@ -304,6 +318,24 @@ mod tests {
         assert_eq!(changed, vec!["b".to_owned(), "d".to_owned()]);
         assert_eq!(cache.namespace("b"), vec![]);
         assert_eq!(cache.namespace("c").len(), 1, "other kinds untouched");
+    }
+
+    #[test]
+    fn a_large_list_is_stored_whole_beside_other_kinds() {
+        let cache = SourceCache::default();
+        cache.upsert(SourceKind::Secret, "ns", "s-0500", entry("9"));
+        cache.upsert(SourceKind::ConfigMap, "ns", "c-0001", entry("1"));
+        let fresh: HashMap<_, _> = (0..1000)
+            .map(|i| (("ns".to_owned(), format!("c-{i:04}")), entry("2")))
+            .collect();
+        cache.replace(SourceKind::ConfigMap, Some("ns"), fresh, false);
+        let all = cache.namespace("ns");
+        assert_eq!(all.len(), 1001);
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+        let digest = |kind, name| cache.get(kind, "ns", name).and_then(|e| e.digest);
+        assert_eq!(digest(SourceKind::ConfigMap, "c-0001"), entry("2").digest);
+        assert_eq!(digest(SourceKind::ConfigMap, "c-0999"), entry("2").digest);
+        assert_eq!(digest(SourceKind::Secret, "s-0500"), entry("9").digest);
     }
 
     #[test]

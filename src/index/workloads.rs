@@ -11,7 +11,7 @@ use crate::model::interest::Interest;
 use crate::model::policy::Policy;
 use k8s_openapi::api::core::v1::PodSpec;
 
-use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
+use crate::model::workload::{BoxedPodSpec, WorkloadKey, WorkloadKind, WorkloadView};
 
 /// One stored workload: its projection, the resourceVersion it was seen at, its interest.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ struct Held {
 impl Held {
     fn materialize(&self) -> Stored {
         let mut view = (*self.bare).clone();
-        view.pod_spec = self.spec.unpack();
+        view.pod_spec = self.spec.unpack().into();
         Stored {
             view: Arc::new(view),
             version: self.version,
@@ -166,7 +166,7 @@ impl WorkloadStore {
 
     fn held(&self, mut view: WorkloadView, version: Option<u64>) -> Held {
         let interest = Arc::new(Interest::of(&view, &self.policy));
-        let spec = PackedSpec::pack(&std::mem::take(&mut view.pod_spec));
+        let spec = PackedSpec::pack(&std::mem::take::<BoxedPodSpec>(&mut view.pod_spec));
         Held {
             bare: Arc::new(view),
             spec,

@@ -73,6 +73,38 @@ impl Digest {
     }
 }
 
+/// Upstream's SHA-1 of a source's data as its 20 bytes: what the source cache holds per source
+/// (inline, no allocation); [`Sha1Digest::marker`] gives the hex a workload carries.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha1Digest([u8; 20]);
+
+impl Sha1Digest {
+    /// Reads a 40-character lowercase hex SHA-1 marker.
+    pub fn parse(marker: &str) -> Option<Self> {
+        let digest = Digest::parse(marker).filter(|d| d.as_str().len() == 40)?;
+        let mut bytes = [0u8; 20];
+        hex::decode_to_slice(digest.as_str(), &mut bytes).ok()?;
+        Some(Self(bytes))
+    }
+
+    /// The marker: 40 lowercase hex characters, as upstream writes it.
+    pub fn marker(&self) -> Digest {
+        Digest(hex::encode(self.0))
+    }
+}
+
+impl fmt::Display for Sha1Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Sha1Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sha1Digest({})", hex::encode(self.0))
+    }
+}
+
 impl Digest {
     /// The marker of a keyed digest: its hex.
     pub fn of_hmac(tag: &[u8; 32]) -> Self {
@@ -98,6 +130,14 @@ pub fn configmap_data<'a>(
     data: impl IntoIterator<Item = (&'a str, &'a str)>,
     binary_data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> Digest {
+    configmap_sha1(data, binary_data).marker()
+}
+
+/// [`configmap_data`] as bytes.
+fn configmap_sha1<'a>(
+    data: impl IntoIterator<Item = (&'a str, &'a str)>,
+    binary_data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Sha1Digest {
     use base64::Engine as _;
     let encoded: Vec<(&str, String)> = binary_data
         .into_iter()
@@ -112,7 +152,7 @@ pub fn configmap_data<'a>(
                 .map(|(k, v)| (k.as_bytes(), Some(v.as_bytes()))),
         )
         .collect();
-    sha1_of_entries(&mut entries)
+    hash_entries(&mut entries, |_| {})
 }
 
 /// Digest of a Secret's content: sorted `key=<raw decoded bytes>` entries joined by `;`.
@@ -129,34 +169,61 @@ pub fn secret_data<'a>(data: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> D
 pub const KEY_DIGEST_LEN: usize = 16;
 
 /// The per-key digests of one source, sorted by key: what key-level triggers compare, kept
-/// instead of the data (which is dropped after hashing). About 32 bytes plus the key's length
-/// per key. Empty for a source without keys (a SecretProviderClass) or a tombstone.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyDigests(Box<[(Box<str>, [u8; KEY_DIGEST_LEN])]>);
+/// instead of the data (which is dropped after hashing). Packed into one allocation of
+/// `[key length (2 bytes)][key][digest]` per key, since the cache holds one per source: 18
+/// bytes plus the key's length per key. Empty for a source without keys (a
+/// SecretProviderClass) or a tombstone.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct KeyDigests(Box<[u8]>);
 
 impl KeyDigests {
     /// From (key, digest) pairs in any order; a repeated key keeps its last digest.
-    fn from_unsorted(mut entries: Vec<(Box<str>, [u8; KEY_DIGEST_LEN])>) -> Self {
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+    fn from_unsorted(mut entries: Vec<(&str, [u8; KEY_DIGEST_LEN])>) -> Self {
+        entries.sort_by(|a, b| a.0.cmp(b.0));
         // dedup_by keeps the first of a run; reverse the runs' order by scanning from the end.
         entries.reverse();
         entries.dedup_by(|later, earlier| later.0 == earlier.0);
         entries.reverse();
-        Self(entries.into_boxed_slice())
+        // Kubernetes limits a key to 253 characters; a longer one (never served) is cut.
+        let len = |key: &str| key.len().min(usize::from(u16::MAX));
+        let size = entries
+            .iter()
+            .map(|(k, _)| 2 + len(k) + KEY_DIGEST_LEN)
+            .sum();
+        let mut packed = Vec::with_capacity(size);
+        for (key, digest) in &entries {
+            let n = len(key);
+            packed.extend_from_slice(&u16::try_from(n).unwrap_or(u16::MAX).to_le_bytes());
+            packed.extend_from_slice(key.as_bytes().get(..n).unwrap_or_default());
+            packed.extend_from_slice(digest);
+        }
+        Self(packed.into_boxed_slice())
+    }
+
+    /// The (key, digest) pairs, sorted by key.
+    fn iter(&self) -> impl Iterator<Item = (&str, &[u8; KEY_DIGEST_LEN])> {
+        let mut rest: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<2>()?;
+            let (key, tail) = tail.split_at_checked(usize::from(u16::from_le_bytes(*len)))?;
+            let (digest, tail) = tail.split_first_chunk::<KEY_DIGEST_LEN>()?;
+            rest = tail;
+            // Written from a &str above; a key cut inside a character reads as empty.
+            Some((std::str::from_utf8(key).unwrap_or_default(), digest))
+        })
     }
 
     /// The digest of `key`'s value, `None` when the source has no such key.
     pub fn get(&self, key: &str) -> Option<&[u8; KEY_DIGEST_LEN]> {
-        self.0
-            .binary_search_by(|(k, _)| k.as_ref().cmp(key))
-            .ok()
-            .and_then(|i| self.0.get(i))
+        self.iter()
+            .take_while(|(k, _)| *k <= key)
+            .find(|(k, _)| *k == key)
             .map(|(_, digest)| digest)
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     /// Whether the source has no keys.
@@ -166,7 +233,7 @@ impl KeyDigests {
 
     /// The keys, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_ref())
+        self.iter().map(|(k, _)| k)
     }
 
     /// The same digests keyed by `secret` (a Secret's uid): SHA-256 of the secret and each
@@ -174,19 +241,31 @@ impl KeyDigests {
     /// read the workload can read it; keyed by the uid (which only those who can read the
     /// Secret can see) it cannot be checked offline against a guessed value of one key.
     pub fn keyed(self, secret: &str) -> Self {
-        let mut entries = self.0.into_vec();
-        for (_, digest) in &mut entries {
-            let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-            context.update(b"kube-reloader key digest\0");
-            context.update(secret.as_bytes());
-            context.update(&[0]);
-            context.update(digest.as_slice());
-            let full = context.finish();
-            for (slot, byte) in digest.iter_mut().zip(full.as_ref()) {
-                *slot = *byte;
-            }
-        }
-        Self(entries.into_boxed_slice())
+        let entries = self
+            .iter()
+            .map(|(key, digest)| {
+                let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+                context.update(b"kube-reloader key digest\0");
+                context.update(secret.as_bytes());
+                context.update(&[0]);
+                context.update(digest.as_slice());
+                let full = context.finish();
+                let mut out = [0u8; KEY_DIGEST_LEN];
+                for (slot, byte) in out.iter_mut().zip(full.as_ref()) {
+                    *slot = *byte;
+                }
+                (key, out)
+            })
+            .collect();
+        Self::from_unsorted(entries)
+    }
+}
+
+impl fmt::Debug for KeyDigests {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(k, d)| (k, hex::encode(d))))
+            .finish()
     }
 }
 
@@ -217,20 +296,20 @@ fn key_digest(form: ValueForm, value: &[u8]) -> [u8; KEY_DIGEST_LEN] {
 pub fn configmap_content<'a>(
     data: impl IntoIterator<Item = (&'a str, &'a str)>,
     binary_data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> (Digest, KeyDigests) {
+) -> (Sha1Digest, KeyDigests) {
     let data: Vec<(&str, &str)> = data.into_iter().collect();
     let binary_data: Vec<(&str, &[u8])> = binary_data.into_iter().collect();
     let keys = data
         .iter()
-        .map(|(k, v)| (Box::from(*k), key_digest(ValueForm::Text, v.as_bytes())))
+        .map(|(k, v)| (*k, key_digest(ValueForm::Text, v.as_bytes())))
         .chain(
             binary_data
                 .iter()
-                .map(|(k, v)| (Box::from(*k), key_digest(ValueForm::Bytes, v))),
+                .map(|(k, v)| (*k, key_digest(ValueForm::Bytes, v))),
         )
         .collect();
     (
-        configmap_data(data, binary_data),
+        configmap_sha1(data, binary_data),
         KeyDigests::from_unsorted(keys),
     )
 }
@@ -238,7 +317,7 @@ pub fn configmap_content<'a>(
 /// A Secret's whole-object digest (byte-identical to [`secret_data`]) and its per-key digests.
 pub fn secret_content<'a>(
     data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-) -> (Digest, KeyDigests) {
+) -> (Sha1Digest, KeyDigests) {
     let (digest, keys, _) = secret_digests(data, &DigestKeys::default());
     (digest, keys)
 }
@@ -248,11 +327,11 @@ pub fn secret_content<'a>(
 fn secret_digests<'a>(
     data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     digest_keys: &DigestKeys,
-) -> (Digest, KeyDigests, KeyedDigests) {
+) -> (Sha1Digest, KeyDigests, KeyedDigests) {
     let data: Vec<(&str, &[u8])> = data.into_iter().collect();
     let keys = data
         .iter()
-        .map(|(k, v)| (Box::from(*k), key_digest(ValueForm::Bytes, v)))
+        .map(|(k, v)| (*k, key_digest(ValueForm::Bytes, v)))
         .collect();
     let mut entries: Vec<(&[u8], Option<&[u8]>)> =
         data.iter().map(|(k, v)| (k.as_bytes(), Some(*v))).collect();
@@ -262,7 +341,7 @@ fn secret_digests<'a>(
 }
 
 /// [`configmap`] with the per-key digests (what the watcher keeps).
-pub fn configmap_keyed(cm: &ConfigMap) -> (Digest, KeyDigests) {
+pub fn configmap_keyed(cm: &ConfigMap) -> (Sha1Digest, KeyDigests) {
     configmap_content(
         cm.data
             .iter()
@@ -278,7 +357,7 @@ pub fn configmap_keyed(cm: &ConfigMap) -> (Digest, KeyDigests) {
 /// [`secret`] with the per-key digests (what the watcher keeps), keyed by the Secret's uid
 /// ([`KeyDigests::keyed`]; a Secret created again under the same name gets new key digests,
 /// so its key-level readers reload once even if the data is the same).
-pub fn secret_keyed(secret: &Secret) -> (Digest, KeyDigests) {
+pub fn secret_keyed(secret: &Secret) -> (Sha1Digest, KeyDigests) {
     secret_content_keyed(
         merged_secret_data(secret),
         secret.metadata.uid.as_deref().unwrap_or_default(),
@@ -290,7 +369,7 @@ pub fn secret_keyed(secret: &Secret) -> (Digest, KeyDigests) {
 pub fn secret_content_keyed<'a>(
     data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     uid: &str,
-) -> (Digest, KeyDigests) {
+) -> (Sha1Digest, KeyDigests) {
     let (digest, keys) = secret_content(data);
     (digest, keys.keyed(uid))
 }
@@ -302,7 +381,7 @@ pub fn secret_forms<'a>(
     data: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     uid: &str,
     digest_keys: &DigestKeys,
-) -> (Digest, KeyDigests, KeyedDigests) {
+) -> (Sha1Digest, KeyDigests, KeyedDigests) {
     let (digest, keys, keyed) = secret_digests(data, digest_keys);
     (digest, keys.keyed(uid), keyed)
 }
@@ -311,7 +390,7 @@ pub fn secret_forms<'a>(
 pub fn secret_forms_of(
     secret: &Secret,
     digest_keys: &DigestKeys,
-) -> (Digest, KeyDigests, KeyedDigests) {
+) -> (Sha1Digest, KeyDigests, KeyedDigests) {
     secret_forms(
         merged_secret_data(secret),
         secret.metadata.uid.as_deref().unwrap_or_default(),
@@ -356,7 +435,7 @@ fn merged_secret_data(secret: &Secret) -> BTreeMap<&str, &[u8]> {
 
 /// Digest of a SecretProviderClassPodStatus: `id=version` per mounted object plus
 /// `SecretProviderClassName=<name>`, sorted and joined by `;`.
-pub fn secret_provider_class(class_name: &str, objects: &[(String, String)]) -> Digest {
+pub fn secret_provider_class(class_name: &str, objects: &[(String, String)]) -> Sha1Digest {
     let mut entries: Vec<(&[u8], Option<&[u8]>)> = objects
         .iter()
         .map(|(id, version)| (id.as_bytes(), Some(version.as_bytes())))
@@ -365,17 +444,17 @@ pub fn secret_provider_class(class_name: &str, objects: &[(String, String)]) -> 
             Some(class_name.as_bytes()),
         )))
         .collect();
-    sha1_of_entries(&mut entries)
+    hash_entries(&mut entries, |_| {})
 }
 
 /// Sorts `key=value` entries bytewise as whole strings (so `a.b=x` < `a=y`), then hashes them
 /// joined by `;` without building the joined string. An entry without value is hashed as is.
 fn sha1_of_entries(entries: &mut [(&[u8], Option<&[u8]>)]) -> Digest {
-    hash_entries(entries, |_| {})
+    hash_entries(entries, |_| {}).marker()
 }
 
 /// [`sha1_of_entries`], also handing every canonical byte to `also` (the keyed digests).
-fn hash_entries(entries: &mut [(&[u8], Option<&[u8]>)], mut also: impl FnMut(&[u8])) -> Digest {
+fn hash_entries(entries: &mut [(&[u8], Option<&[u8]>)], mut also: impl FnMut(&[u8])) -> Sha1Digest {
     fn bytes<'a>(entry: &(&'a [u8], Option<&'a [u8]>)) -> impl Iterator<Item = &'a u8> + 'a {
         let (key, value) = *entry;
         let eq: &'static [u8] = if value.is_some() { b"=" } else { b"" };
@@ -399,7 +478,7 @@ fn hash_entries(entries: &mut [(&[u8], Option<&[u8]>)], mut also: impl FnMut(&[u
             update(value);
         }
     }
-    Digest(hex::encode(hasher.finalize()))
+    Sha1Digest(hasher.finalize().into())
 }
 
 /// Upstream's env-var name: `STAKATER_<NAME>_<TYPE>`, where NAME is the uppercased resource name
@@ -533,7 +612,7 @@ mod tests {
             ("a".to_owned(), "v1".to_owned()),
         ];
         assert_eq!(
-            secret_provider_class("spc", &objects).as_str(),
+            secret_provider_class("spc", &objects).marker().as_str(),
             hex::encode(Sha1::digest(b"SecretProviderClassName=spc;a=v1;b=v2"))
         );
     }
@@ -623,8 +702,16 @@ mod tests {
             };
             let (whole_before, keys_before) = content(before);
             let (whole_after, keys_after) = content(after);
-            assert_eq!(whole_before, configmap(&cm(before.0, before.1)), "{what}");
-            assert_eq!(whole_after, configmap(&cm(after.0, after.1)), "{what}");
+            assert_eq!(
+                whole_before.marker(),
+                configmap(&cm(before.0, before.1)),
+                "{what}"
+            );
+            assert_eq!(
+                whole_after.marker(),
+                configmap(&cm(after.0, after.1)),
+                "{what}"
+            );
             assert_ne!(whole_before, whole_after, "{what}");
             let all: BTreeSet<&str> = keys_before.keys().chain(keys_after.keys()).collect();
             let changed: Vec<&str> = all
@@ -634,7 +721,7 @@ mod tests {
             assert_eq!(changed, moved, "{what}");
         }
         let (whole, keys) = secret_content([("b", b"2".as_slice()), ("a", b"1".as_slice())]);
-        assert_eq!(whole, secret(&sec(&[("a", b"1"), ("b", b"2")])));
+        assert_eq!(whole.marker(), secret(&sec(&[("a", b"1"), ("b", b"2")])));
         assert_eq!(keys.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(keys.len(), 2);
         assert!(keys.get("c").is_none());
@@ -655,7 +742,54 @@ mod tests {
             secret_keyed(&with_string_data),
             secret_keyed(&sec(&[("a", b"1")]))
         );
-        assert_eq!(secret_keyed(&with_string_data).0, secret(&with_string_data));
+        assert_eq!(
+            secret_keyed(&with_string_data).0.marker(),
+            secret(&with_string_data)
+        );
+    }
+
+    #[test]
+    fn packed_key_digests_read_back_every_key() {
+        let d = |n: u8| [n; KEY_DIGEST_LEN];
+        let long = "k".repeat(253);
+        let keys = KeyDigests::from_unsorted(vec![
+            ("b", d(1)),
+            (long.as_str(), d(2)),
+            ("a.b", d(3)),
+            ("b", d(4)),
+            ("", d(5)),
+        ]);
+        assert_eq!(keys.len(), 4, "the repeated key is kept once");
+        assert_eq!(
+            keys.keys().collect::<Vec<_>>(),
+            ["", "a.b", "b", long.as_str()]
+        );
+        assert_eq!(
+            keys.get("b"),
+            Some(&d(4)),
+            "the last digest of a repeated key"
+        );
+        assert_eq!(keys.get(&long), Some(&d(2)));
+        assert_eq!(keys.get(""), Some(&d(5)));
+        assert_eq!(keys.get("a"), None);
+        assert_eq!(keys.get("c"), None);
+        assert!(KeyDigests::from_unsorted(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn sha1_bytes_give_back_the_marker() {
+        let hex = "f83e99e324ba68ccc373a58ef1eb42f8ab88646a";
+        let sha1 = Sha1Digest::parse(hex).unwrap();
+        assert_eq!(sha1.marker().as_str(), hex);
+        assert_eq!(
+            configmap_sha1([("a", "b")], []).marker(),
+            configmap_data([("a", "b")], [])
+        );
+        assert!(
+            Sha1Digest::parse(&"a".repeat(64)).is_none(),
+            "an HMAC is no SHA-1"
+        );
+        assert!(Sha1Digest::parse("F83E99E324BA68CCC373A58EF1EB42F8AB88646A").is_none());
     }
 
     #[test]
@@ -669,7 +803,7 @@ mod tests {
         let (_, plain) =
             secret_content([("pin", b"1234".as_slice()), ("cert", b"long".as_slice())]);
         assert_eq!(
-            whole,
+            whole.marker(),
             secret(&sec(&[("pin", b"1234"), ("cert", b"long")])),
             "marker unchanged"
         );
@@ -697,14 +831,14 @@ mod tests {
         let key = b"0123456789abcdef0123456789abcdef";
         let keys = DigestKeys::new(DigestKey::new(KEY_ENTRY, key).unwrap(), vec![], true);
         let (sha1, per_key, keyed) = secret_forms(data, "uid-1", &keys);
-        assert_eq!(sha1, secret_data(data));
+        assert_eq!(sha1.marker(), secret_data(data));
         assert_eq!(per_key, secret_content_keyed(data, "uid-1").1);
         let expected = ring::hmac::sign(
             &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
             b"password=hunter2;user=admin",
         );
         let now = DataNow {
-            sha1: &sha1,
+            sha1: &sha1.marker(),
             keyed: &keyed,
         };
         assert_eq!(now.marker().as_str(), hex::encode(expected.as_ref()));

@@ -211,36 +211,58 @@ impl KeyedHasher {
                 (id, out)
             })
             .collect();
-        KeyedDigests {
-            write: self.write && !entries.is_empty(),
-            entries: entries.into_boxed_slice(),
-        }
+        KeyedDigests::new(entries, self.write)
     }
 }
 
 /// The HMACs of one Secret's data under each key configured when it was read (current first);
 /// empty for a ConfigMap, a SecretProviderClass, or when no key is configured.
+/// Boxed, so that the many sources without them pay one pointer (the cache holds one per
+/// source).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KeyedDigests {
+pub struct KeyedDigests(Option<Box<KeyedForms>>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyedForms {
+    /// Never empty.
     entries: Box<[(KeyId, [u8; 32])]>,
     /// The first entry is the form new markers are written in.
     write: bool,
 }
 
 impl KeyedDigests {
+    fn new(entries: Vec<(KeyId, [u8; 32])>, write: bool) -> Self {
+        Self((!entries.is_empty()).then(|| {
+            Box::new(KeyedForms {
+                entries: entries.into_boxed_slice(),
+                write,
+            })
+        }))
+    }
+
+    fn entries(&self) -> &[(KeyId, [u8; 32])] {
+        self.0.as_deref().map(|f| &*f.entries).unwrap_or_default()
+    }
+
     /// The HMAC under `id`, if that key was configured.
     fn get(&self, id: KeyId) -> Option<&[u8; 32]> {
-        self.entries.iter().find(|(k, _)| *k == id).map(|(_, d)| d)
+        self.entries()
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map(|(_, d)| d)
     }
 
     /// The form new markers are written in, when keyed.
     fn written(&self) -> Option<&(KeyId, [u8; 32])> {
-        self.entries.first().filter(|_| self.write)
+        self.0
+            .as_deref()
+            .filter(|f| f.write)
+            .and_then(|f| f.entries.first())
     }
 
     /// Whether no key was configured.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.0.is_none()
     }
 }
 
@@ -319,7 +341,7 @@ impl<'a> DataNow<'a> {
             }
             return same(
                 self.keyed
-                    .entries
+                    .entries()
                     .iter()
                     .any(|(_, now)| constant_time_eq(now, &hmac)),
             );

@@ -461,7 +461,7 @@ mod tests {
         let (sha1, _, keyed) = digest::secret_forms([("x", value)], "uid", keys);
         Tracked {
             keyed,
-            ..tracked(SourceKind::Secret, "db", sha1.as_str())
+            ..tracked(SourceKind::Secret, "db", sha1.marker().as_str())
         }
     }
 

@@ -368,9 +368,9 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool)
             candidates.extend(
                 input
                     .sources
-                    .range((kind, String::new())..)
+                    .range((kind, Box::<str>::default())..)
                     .take_while(|((k, _), _)| *k == kind)
-                    .map(|((k, name), _)| (*k, name.as_str())),
+                    .map(|((k, name), _)| (*k, &**name)),
             );
         } else {
             candidates.extend(list.exact_names().map(|name| (kind, name)));
@@ -380,7 +380,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool)
     let mut deleted = Vec::new();
     let mut keep = BTreeSet::new();
     for (kind, name) in candidates {
-        let Some(entry) = input.sources.get(&(kind, name.to_owned())) else {
+        let Some(entry) = input.sources.get(&(kind, name.into())) else {
             keep.insert(env_var_name(name, kind));
             continue;
         };
@@ -401,7 +401,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool)
             Some(digest) => tracked.push(Tracked {
                 kind,
                 name: name.to_owned(),
-                digest: digest.clone(),
+                digest: digest.marker(),
                 keyed: entry.keyed.clone(),
                 keys: keys::selection(key_level, pod.spec, kind, name, &entry.keys),
                 container,
@@ -425,7 +425,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::digest::{self, Digest};
+    use crate::model::digest::{self, Sha1Digest};
     use crate::model::edit::Strategy;
     use crate::model::ledger::RECREATE_FINALIZER;
     use crate::model::plan::Cause;
@@ -482,9 +482,9 @@ mod tests {
             .iter()
             .map(|(kind, name, digest, annotations)| {
                 (
-                    (*kind, name.to_string()),
+                    (*kind, Box::from(*name)),
                     SourceEntry {
-                        digest: digest.and_then(Digest::parse),
+                        digest: digest.and_then(Sha1Digest::parse),
                         keys: Default::default(),
                         keyed: Default::default(),
                         annotations: annotations
@@ -503,7 +503,7 @@ mod tests {
     fn keyed(data: &[(&str, &str)]) -> NamespaceSources {
         let (digest, keys) = digest::configmap_content(data.iter().copied(), []);
         NamespaceSources::from([(
-            (CM, "cfg".to_owned()),
+            (CM, "cfg".into()),
             SourceEntry {
                 digest: Some(digest),
                 keys,

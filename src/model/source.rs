@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::digest::{Digest, KeyDigests, SourceKind};
+use crate::model::digest::{KeyDigests, Sha1Digest, SourceKind};
 use crate::model::keyed::KeyedDigests;
 
 /// What the cache keeps of one source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceEntry {
     /// Digest of its data; `None` for a tombstone (deleted, kept for `--reload-on-delete`).
-    pub digest: Option<Digest>,
+    pub digest: Option<Sha1Digest>,
     /// The digest of each key's value (empty for a tombstone and a SecretProviderClass), so a
     /// workload reading only some keys can ignore changes to the others.
     pub keys: KeyDigests,
@@ -27,14 +27,15 @@ pub struct SourceEntry {
     pub data_changed_at: Option<i64>,
 }
 
-/// The sources of one namespace, by kind and name.
-pub type NamespaceSources = BTreeMap<(SourceKind, String), SourceEntry>;
+/// The sources of one namespace, by kind and name (a boxed name: the cache holds tens of
+/// thousands).
+pub type NamespaceSources = BTreeMap<(SourceKind, Box<str>), SourceEntry>;
 
 /// What a source's data is digested into on arrival (the data itself is dropped).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceContent {
     /// Upstream's SHA-1.
-    pub digest: Digest,
+    pub digest: Sha1Digest,
     /// The digest of each key's value.
     pub keys: KeyDigests,
     /// A Secret's keyed digests (empty for a ConfigMap, or without digest keys).

@@ -61,6 +61,45 @@ impl std::fmt::Display for WorkloadKey {
     }
 }
 
+/// A pod spec on the heap, absent when empty: k8s-openapi's `PodSpec` is a 1.5 KiB struct of
+/// inline options, and the workload store keeps each view without its spec (which it holds
+/// packed). Reads as the empty spec when absent.
+#[derive(Debug, Clone, Default)]
+pub struct BoxedPodSpec(Option<Box<PodSpec>>);
+
+impl PartialEq for BoxedPodSpec {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl From<PodSpec> for BoxedPodSpec {
+    fn from(spec: PodSpec) -> Self {
+        Self((spec != PodSpec::default()).then(|| Box::new(spec)))
+    }
+}
+
+impl std::ops::DerefMut for BoxedPodSpec {
+    fn deref_mut(&mut self) -> &mut PodSpec {
+        self.0.get_or_insert_default()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for BoxedPodSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        PodSpec::deserialize(deserializer).map(Self::from)
+    }
+}
+
+impl std::ops::Deref for BoxedPodSpec {
+    type Target = PodSpec;
+
+    fn deref(&self) -> &PodSpec {
+        static EMPTY: std::sync::LazyLock<PodSpec> = std::sync::LazyLock::new(PodSpec::default);
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
 /// What we keep of a workload.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct WorkloadView {
@@ -73,7 +112,7 @@ pub struct WorkloadView {
     /// Pod template annotations.
     pub template_annotations: BTreeMap<String, String>,
     /// Pod template spec (containers, volumes).
-    pub pod_spec: PodSpec,
+    pub pod_spec: BoxedPodSpec,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
     /// `metadata.creationTimestamp`, in Unix seconds.
@@ -111,7 +150,7 @@ impl WorkloadView {
                 annotations: Some(self.template_annotations.clone()),
                 ..Default::default()
             }),
-            spec: Some(self.pod_spec.clone()),
+            spec: Some(PodSpec::clone(&self.pod_spec)),
         }
     }
 

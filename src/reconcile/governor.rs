@@ -316,13 +316,13 @@ fn canary(
                             &ctx.settings.policy,
                         )
                         && !source_entry.as_ref().is_some_and(|e| {
-                            e.digest.as_ref().is_some_and(|sha1| {
+                            e.digest.is_some_and(|sha1| {
                                 keys::workload_ignores_change(
                                     &s.view,
                                     ctx.settings.key_level_triggers,
                                     (change.kind, &change.name),
                                     DataNow {
-                                        sha1,
+                                        sha1: &sha1.marker(),
                                         keyed: &e.keyed,
                                     },
                                     &e.keys,

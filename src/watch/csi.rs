@@ -10,7 +10,7 @@ use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::model::digest::{self, Digest, SourceKind};
+use crate::model::digest::{self, Sha1Digest, SourceKind};
 use crate::model::source::SourceEntry;
 use crate::reconcile::Context;
 use crate::reconcile::sync::Watched;
@@ -23,13 +23,13 @@ use crate::watch::workloads::resource_version;
 pub struct CsiState {
     /// Per (namespace, class): the resourceVersion and digest of the newest pod status seen,
     /// so one stale pod status never turns a class's digest back.
-    newest: Mutex<HashMap<(String, String), (u64, Digest)>>,
+    newest: Mutex<HashMap<(String, String), (u64, Sha1Digest)>>,
     /// Annotations (ignore, match) of SecretProviderClasses, by (namespace, name).
     annotations: Mutex<HashMap<(String, String), BTreeMap<String, String>>>,
     /// Per pod status (namespace, name): the digest of its own objects (`None` without
     /// objects), so an update is compared with that status's previous version, as upstream's
     /// update handler does (webhook POSTs, `no_data_change`).
-    statuses: Mutex<HashMap<(String, String), Option<Digest>>>,
+    statuses: Mutex<HashMap<(String, String), Option<Sha1Digest>>>,
 }
 
 /// How a pod status compares with its previous version.
@@ -190,7 +190,7 @@ fn remember(ctx: &Context, status: &SecretProviderClassPodStatus) -> StatusChang
             .collect();
         Some(digest::secret_provider_class(class, &objects))
     });
-    match lock(&ctx.csi.statuses).insert((ns, status.name_any()), own.clone()) {
+    match lock(&ctx.csi.statuses).insert((ns, status.name_any()), own) {
         None => StatusChange::New,
         Some(previous) if previous == own => StatusChange::Same,
         Some(_) => StatusChange::Changed,
@@ -214,11 +214,11 @@ fn observe(ctx: &Context, status: &SecretProviderClassPodStatus) -> Option<(Stri
         let mut newest = lock(&ctx.csi.newest);
         let slot = newest
             .entry((ns.clone(), class.clone()))
-            .or_insert((0, digest.clone()));
+            .or_insert((0, digest));
         if slot.0 > version {
             return None;
         }
-        *slot = (version, digest.clone());
+        *slot = (version, digest);
     }
     let annotations = lock(&ctx.csi.annotations)
         .get(&(ns.clone(), class.clone()))

@@ -58,7 +58,10 @@ pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
             .and_then(|t| t.metadata.as_ref())
             .and_then(|m| m.annotations.clone())
             .unwrap_or_default(),
-        pod_spec: template.and_then(|t| t.spec.clone()).unwrap_or_default(),
+        pod_spec: template
+            .and_then(|t| t.spec.clone())
+            .unwrap_or_default()
+            .into(),
         deleting: meta.deletion_timestamp.is_some(),
         created_at: meta.creation_timestamp.as_ref().map(|t| t.0.as_second()),
         ..WorkloadView::default()
