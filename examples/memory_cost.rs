@@ -20,6 +20,8 @@ use kube_reloader::model::source::SourceEntry;
 use kube_reloader::model::workload::WorkloadKind;
 use kube_reloader::watch::workloads::project;
 
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Heap bytes in use.
 fn in_use() -> usize {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -42,7 +44,9 @@ fn entry(content: (digest::Sha1Digest, digest::KeyDigests), policy: &Policy) -> 
     }
 }
 
-fn deployment(i: usize) -> Deployment {
+/// The bench's Deployment; `applied` adds what `kubectl apply` (client-side, also Argo CD's
+/// default) adds: its own JSON under `kubectl.kubernetes.io/last-applied-configuration`.
+fn deployment(i: usize, applied: bool) -> Deployment {
     let name = format!("app-{i:05}");
     let ledger = format!(
         "{{\"configmap/cm-00000\":\"{}\",\"secret/s-{i:05}\":\"{}\"}}",
@@ -50,7 +54,7 @@ fn deployment(i: usize) -> Deployment {
         "b".repeat(40)
     );
     // Built from literal JSON of the Deployment type: cannot fail.
-    serde_json::from_value(serde_json::json!({
+    let mut deployment: Deployment = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "namespace": "bench", "uid": format!("{:08x}-0000-4000-8000-000000000000", i),
             "resourceVersion": "12345", "creationTimestamp": "2026-12-01T00:00:00Z",
             "annotations": {"reloader.stakater.com/auto": "true", "kube-reloader.io/digests": ledger}},
@@ -61,7 +65,30 @@ fn deployment(i: usize) -> Deployment {
                     "volumeMounts": [{"name": "s", "mountPath": "/s"}]}],
                     "volumes": [{"name": "s", "secret": {"secretName": format!("s-{i:05}")}}]}}}
     }))
-    .unwrap_or_default()
+    .unwrap_or_default();
+    if applied {
+        let copy = serde_json::to_string(&deployment).unwrap_or_default();
+        deployment
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(LAST_APPLIED.to_owned(), copy);
+    }
+    deployment
+}
+
+/// Heap bytes in use per Deployment, stored the way the workload watcher stores them.
+fn per_deployment(policy: &Policy, count: usize, applied: bool) -> usize {
+    let workloads = WorkloadStore::new(policy.clone());
+    let before = in_use();
+    let fresh = (0..count)
+        .filter_map(|i| project(&deployment(i, applied)))
+        .map(|view| workloads.fresh(view, Some(1)))
+        .collect();
+    workloads.replace(WorkloadKind::Deployment, None, fresh);
+    let bytes = in_use().saturating_sub(before) / count.max(1);
+    drop(workloads);
+    bytes
 }
 
 fn main() {
@@ -103,15 +130,9 @@ fn main() {
     sources.replace(SourceKind::ConfigMap, None, fresh, false);
     let configmaps = in_use().saturating_sub(before);
 
-    let workloads = WorkloadStore::new(policy);
     let deployments = n / 10;
-    let before = in_use();
-    let fresh = (0..deployments)
-        .filter_map(|i| project(&deployment(i)))
-        .map(|view| workloads.fresh(view, Some(1)))
-        .collect();
-    workloads.replace(WorkloadKind::Deployment, None, fresh);
-    let per_workload = in_use().saturating_sub(before);
+    let per_workload = per_deployment(&policy, deployments, false);
+    let per_applied = per_deployment(&policy, deployments, true);
 
     println!("| cached object | heap bytes each |");
     println!("|---|---|");
@@ -125,6 +146,9 @@ fn main() {
     );
     println!(
         "| Deployment (one container, a ConfigMap and a Secret), of {deployments} | {} |",
-        per_workload / deployments.max(1)
+        per_workload
+    );
+    println!(
+        "| the same Deployment applied with kubectl (its JSON in `{LAST_APPLIED}`), of {deployments} | {per_applied} |"
     );
 }

@@ -3,6 +3,7 @@
 //! of a kind), and which Rollouts follow a Deployment. A source event costs O(workloads that
 //! can track it), not O(all workloads).
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
@@ -82,10 +83,54 @@ impl Fresh {
 
 type Local = (WorkloadKind, String);
 
+/// The workloads that name one source. Most sources are named by one workload (its own
+/// ConfigMap or Secret), and a one-element `BTreeSet` costs a whole ~370-byte node.
+#[derive(Debug)]
+enum Members {
+    One(Local),
+    Many(BTreeSet<Local>),
+}
+
+impl Members {
+    fn insert(&mut self, local: Local) {
+        match self {
+            Self::One(only) if *only == local => {}
+            Self::One(only) => *self = Self::Many(BTreeSet::from([only.clone(), local])),
+            Self::Many(set) => {
+                set.insert(local);
+            }
+        }
+    }
+
+    /// Removes `local`; true when no member is left.
+    fn remove(&mut self, local: &Local) -> bool {
+        match self {
+            Self::One(only) => only == local,
+            Self::Many(set) => {
+                set.remove(local);
+                if set.len() == 1
+                    && let Some(last) = set.pop_first()
+                {
+                    *self = Self::One(last);
+                }
+                matches!(self, Self::Many(set) if set.is_empty())
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Local> {
+        let (one, many) = match self {
+            Self::One(only) => (Some(only), None),
+            Self::Many(set) => (None, Some(set.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
 #[derive(Debug, Default)]
 struct Namespace {
     workloads: HashMap<Local, Held>,
-    named: HashMap<(SourceKind, String), BTreeSet<Local>>,
+    named: HashMap<(SourceKind, String), Members>,
     scans: HashMap<SourceKind, BTreeSet<Local>>,
     followers: HashMap<String, BTreeSet<String>>,
 }
@@ -93,10 +138,12 @@ struct Namespace {
 impl Namespace {
     fn index(&mut self, local: &Local, interest: &Interest) {
         for source in interest.names() {
-            self.named
-                .entry(source.clone())
-                .or_default()
-                .insert(local.clone());
+            match self.named.entry(source.clone()) {
+                Entry::Occupied(mut members) => members.get_mut().insert(local.clone()),
+                Entry::Vacant(vacant) => {
+                    vacant.insert(Members::One(local.clone()));
+                }
+            }
         }
         for kind in &interest.scans {
             self.scans.entry(*kind).or_default().insert(local.clone());
@@ -111,11 +158,12 @@ impl Namespace {
 
     fn unindex(&mut self, local: &Local, interest: &Interest) {
         for source in interest.names() {
-            if let Some(set) = self.named.get_mut(source) {
-                set.remove(local);
-                if set.is_empty() {
-                    self.named.remove(source);
-                }
+            if self
+                .named
+                .get_mut(source)
+                .is_some_and(|members| members.remove(local))
+            {
+                self.named.remove(source);
             }
         }
         for kind in &interest.scans {
@@ -298,7 +346,7 @@ impl WorkloadStore {
         };
         let mut locals: BTreeSet<&Local> = BTreeSet::new();
         if let Some(named) = ns.named.get(&(kind, name.to_owned())) {
-            locals.extend(named);
+            locals.extend(named.iter());
         }
         if let Some(scans) = ns.scans.get(&kind) {
             locals.extend(scans);
@@ -576,6 +624,45 @@ mod tests {
         store.remove(&refs, "uid-refs");
         assert!(store.get(&refs).is_none());
         assert_eq!(names(&store.candidates("a", CM, "new")), ["pattern"]);
+    }
+
+    #[test]
+    fn a_source_named_by_one_then_more_then_none_keeps_exactly_its_readers() {
+        let store = WorkloadStore::new(Policy::default());
+        let reader = |name: &str| {
+            view(
+                WorkloadKind::Deployment,
+                "a",
+                name,
+                &[],
+                json!({"containers": [{"name": "a", "envFrom": [{"configMapRef": {"name": "shared"}}]}]}),
+            )
+        };
+        let key = |name: &str| WorkloadKey {
+            kind: WorkloadKind::Deployment,
+            namespace: "a".into(),
+            name: name.into(),
+        };
+        let readers = |store: &WorkloadStore| names(&store.candidates("a", CM, "shared"));
+        store.upsert(reader("one"), Some(1));
+        assert_eq!(readers(&store), ["one"]);
+        store.upsert(reader("one"), Some(2));
+        assert_eq!(readers(&store), ["one"], "stored again, named once");
+        store.upsert(reader("two"), Some(3));
+        store.upsert(reader("three"), Some(4));
+        assert_eq!(readers(&store), ["one", "three", "two"]);
+        store.remove(&key("one"), "uid-one");
+        store.remove(&key("three"), "uid-three");
+        assert_eq!(readers(&store), ["two"]);
+        store.upsert(reader("four"), Some(5));
+        assert_eq!(readers(&store), ["four", "two"]);
+        store.remove(&key("two"), "uid-two");
+        store.remove(&key("four"), "uid-four");
+        assert!(readers(&store).is_empty());
+        assert!(
+            store.read().get("a").is_some_and(|ns| ns.named.is_empty()),
+            "no entry is left for a source nobody names"
+        );
     }
 
     #[test]

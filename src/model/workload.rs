@@ -44,6 +44,24 @@ impl WorkloadKind {
     }
 }
 
+/// Metadata annotations left out of the projection: no decision reads them, and kubectl's
+/// client-side apply (also Argo CD's default) stores a copy of the whole object there, often
+/// the largest part of a workload's metadata. Our writes touch only our own keys, so leaving
+/// them out can never remove them.
+pub const UNREAD_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration"];
+
+/// `annotations` without [`UNREAD_ANNOTATIONS`].
+pub fn read_annotations(
+    annotations: Option<&BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    annotations
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| !UNREAD_ANNOTATIONS.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
 /// Identity of a workload.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct WorkloadKey {

@@ -15,7 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView};
+use crate::model::workload::{WorkloadKey, WorkloadKind, WorkloadView, read_annotations};
 use crate::reconcile::Context;
 use crate::reconcile::sync::Watched;
 use crate::watch::scoped_api;
@@ -53,7 +53,7 @@ pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
             name: meta.name.clone()?,
         },
         uid: meta.uid.clone().unwrap_or_default(),
-        annotations: meta.annotations.clone().unwrap_or_default(),
+        annotations: read_annotations(meta.annotations.as_ref()),
         template_annotations: template
             .and_then(|t| t.metadata.as_ref())
             .and_then(|m| m.annotations.clone())
@@ -282,6 +282,22 @@ mod tests {
     use super::*;
     use k8s_openapi::api::apps::v1::Deployment;
     use serde_json::json;
+
+    #[test]
+    fn the_projection_leaves_out_kubectls_copy_of_the_object() {
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "team", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"kind\":\"Deployment\"}",
+                "reloader.stakater.com/auto": "true"}},
+            "spec": {"selector": {}, "template": {"spec": {"containers": []}}}
+        }))
+        .unwrap();
+        let view = project(&deployment).unwrap();
+        assert_eq!(
+            view.annotations.keys().collect::<Vec<_>>(),
+            ["reloader.stakater.com/auto"]
+        );
+    }
 
     #[test]
     fn lenient_keeps_the_metadata_of_an_object_that_does_not_decode() {

@@ -327,11 +327,14 @@ where
                     low.store(true, std::sync::atomic::Ordering::Relaxed);
                     return Ok(());
                 }
-                match api.create(&PostParams::default(), &object?).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-                    Err(e) => Err(err(e)),
-                }
+                let object = object?;
+                transient_retry(|| async {
+                    match api.create(&PostParams::default(), &object).await {
+                        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+                        other => other.map(drop),
+                    }
+                })
+                .await
             }
         })
         .buffer_unordered(IN_FLIGHT)
@@ -350,10 +353,35 @@ async fn delete_all<K>(api: &Api<K>) -> Result<(), String>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    api.delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await
-        .map_err(err)?;
-    Ok(())
+    transient_retry(|| async {
+        api.delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await
+            .map(drop)
+    })
+    .await
+}
+
+/// Runs `request` again (up to 5 tries, 1 s apart) when it fails without an answer from the
+/// API server (a dropped connection under the load of the largest points: a full run once
+/// ended with "client error (SendRequest)"); an API error is final.
+async fn transient_retry<F, Fut>(request: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), kube::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match request().await {
+            Ok(()) => return Ok(()),
+            Err(e @ kube::Error::Api(_)) => return Err(err(e)),
+            Err(e) if tries >= 4 => return Err(err(e)),
+            Err(e) => {
+                tries += 1;
+                eprintln!("compare-bench: {e}; trying again ({tries} of 4)");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 fn env_value(d: &Deployment, name: &str) -> Option<String> {
