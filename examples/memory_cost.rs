@@ -17,10 +17,8 @@ use kube_reloader::model::digest::{self, SourceKind};
 use kube_reloader::model::keyed::DigestKeys;
 use kube_reloader::model::policy::Policy;
 use kube_reloader::model::source::SourceEntry;
-use kube_reloader::model::workload::WorkloadKind;
+use kube_reloader::model::workload::{LAST_APPLIED_CONFIGURATION as LAST_APPLIED, WorkloadKind};
 use kube_reloader::watch::workloads::project;
-
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Heap bytes in use.
 fn in_use() -> usize {

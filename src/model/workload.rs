@@ -48,7 +48,10 @@ impl WorkloadKind {
 /// client-side apply (also Argo CD's default) stores a copy of the whole object there, often
 /// the largest part of a workload's metadata. Our writes touch only our own keys, so leaving
 /// them out can never remove them.
-pub const UNREAD_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration"];
+pub const UNREAD_ANNOTATIONS: &[&str] = &[LAST_APPLIED_CONFIGURATION];
+
+/// Where `kubectl apply` (client-side) keeps the object as last applied.
+pub const LAST_APPLIED_CONFIGURATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// `annotations` without [`UNREAD_ANNOTATIONS`].
 pub fn read_annotations(
