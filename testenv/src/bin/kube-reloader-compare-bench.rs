@@ -5,6 +5,7 @@
 //!
 //! Usage: kube-reloader-compare-bench --binary PATH [--peer PATH] [--peer-label TEXT]
 //!        [--points quick|full|fanout|initial-list|target] [--out DIR] [--memory-budget-gib N]
+//!        kube-reloader-compare-bench --markdown RESULTS.json   (the tables again, from a run's JSON)
 //!
 //! `--points` (or `BENCH_POINTS`) picks the matrix: `quick` is a smoke run of a few minutes,
 //! `full` the whole matrix of docs/BENCHMARKS.md, `fanout` only the fan-out points (to try a
@@ -30,6 +31,10 @@
 //! until a change of a probe ConfigMap is first seen as a reload of its Deployment (the peer has
 //! no readiness endpoint; its informers ignore changes made before they synced). kube-reloader's
 //! own `/ready` time is recorded too.
+//!
+//! `BENCH_RUST_LOG` sets kube-reloader's `RUST_LOG` (default `warn`), e.g.
+//! `warn,kube_reloader::ops::memory=debug` for the allocator's figures after each initial list;
+//! with `KUBE_RELOADER_TEST_KEEP_DIR=1` the logs stay under the control plane's directory.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -49,7 +54,8 @@ use kube_reloader_testenv::{ClusterInfo, ControlPlane, Identity, Tier, Tuning};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: kube-reloader-compare-bench --binary PATH [--peer PATH] \
-                     [--peer-label TEXT] [--points quick|full|fanout|initial-list|target] [--out DIR] [--memory-budget-gib N]";
+                     [--peer-label TEXT] [--points quick|full|fanout|initial-list|target] [--out DIR] [--memory-budget-gib N]\n       \
+                     kube-reloader-compare-bench --markdown RESULTS.json";
 const LEDGER: &str = "kube-reloader.io/digests";
 const IN_FLIGHT: usize = 32;
 /// etcd's backend quota in the bench (its documented maximum is 8 GiB; the default is 2 GiB).
@@ -498,7 +504,10 @@ impl Bench {
                 let port = free_port().map_err(err)?;
                 command
                     .args(["--http-addr", &format!("127.0.0.1:{port}")])
-                    .env("RUST_LOG", "warn");
+                    .env(
+                        "RUST_LOG",
+                        std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".to_owned()),
+                    );
                 port
             }
             Kind::Peer => {
@@ -1396,6 +1405,273 @@ fn sizing(results: &Value) -> String {
     out
 }
 
+/// One objects-scenario record of `controller` whose point has these fields, as (point, value).
+fn find_object_point(
+    results: &Value,
+    controller: &str,
+    figure: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> Option<(String, f64)> {
+    results["records"].as_array()?.iter().find_map(|r| {
+        (r["controller"] == controller
+            && r["scenario"] == "objects"
+            && r["figure"] == figure
+            && matches(r))
+        .then(|| Some((r["point"].as_str()?.to_owned(), r["value"].as_f64()?)))
+        .flatten()
+    })
+}
+
+/// Issue 14's targets, each read from this run's records: kube-reloader's figure, the peer's
+/// where one ran, and whether the target is met. A target whose point is not in the matrix
+/// says so instead of guessing.
+fn targets(results: &Value) -> String {
+    const US: &str = "kube-reloader";
+    let peer = results["meta"]["peer"].as_str().map(str::to_owned);
+    let verdict = |met: bool| if met { "yes" } else { "**no**" };
+    let unmeasured = "not in this matrix (BENCH_POINTS=full measures it)";
+    let at_target = |r: &Value| {
+        r["secrets"].as_f64() == Some(20_000.0)
+            && r["secret_kib"].as_f64() == Some(10.0)
+            && r["configmaps"].as_f64() == Some(5_000.0)
+            && r["workloads"].as_f64() == Some(1_000.0)
+    };
+    let ours = |figure: &str| find_object_point(results, US, figure, at_target).map(|p| p.1);
+    let theirs = |figure: &str| {
+        peer.as_deref()
+            .and_then(|n| find_object_point(results, n, figure, at_target))
+            .map(|p| p.1)
+    };
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let (rss, anon, peak) = (
+        ours("rss_after_sync"),
+        ours("rss_anon_after_sync"),
+        ours("rss_peak"),
+    );
+    rows.push(match (rss, theirs("rss_after_sync"), &peer) {
+        (Some(rss), Some(p), Some(name)) => {
+            let anon_ratio = match (anon, theirs("rss_anon_after_sync")) {
+                (Some(a), Some(pa)) if a > 0.0 => {
+                    format!(
+                        " (anonymous memory: {a:.1} vs {pa:.1} MiB, 1/{:.1})",
+                        pa / a
+                    )
+                }
+                _ => String::new(),
+            };
+            (
+                format!("RSS after sync ≤ 1/10 of {name}'s"),
+                format!("{rss:.1} MiB vs {p:.1} MiB: 1/{:.1}{anon_ratio}", p / rss),
+                verdict(rss * 10.0 <= p).to_owned(),
+            )
+        }
+        (Some(_), _, _) => (
+            "RSS after sync ≤ 1/10 of the peer's".to_owned(),
+            "no peer in this run (PEER=…)".to_owned(),
+            "-".to_owned(),
+        ),
+        _ => (
+            "RSS after sync ≤ 1/10 of the peer's".to_owned(),
+            unmeasured.to_owned(),
+            "-".to_owned(),
+        ),
+    });
+    rows.push(match rss {
+        Some(rss) => (
+            "RSS after sync ≤ 25 MiB".to_owned(),
+            format!("{rss:.1} MiB"),
+            verdict(rss <= 25.0).to_owned(),
+        ),
+        None => (
+            "RSS after sync ≤ 25 MiB".to_owned(),
+            unmeasured.to_owned(),
+            "-".to_owned(),
+        ),
+    });
+    rows.push(match (rss, peak) {
+        (Some(rss), Some(peak)) if rss > 0.0 => (
+            "peak during the initial sync ≤ 1.5 × steady state".to_owned(),
+            format!("{peak:.1} / {rss:.1} MiB = {:.2}", peak / rss),
+            verdict(peak <= 1.5 * rss).to_owned(),
+        ),
+        _ => (
+            "peak during the initial sync ≤ 1.5 × steady state".to_owned(),
+            unmeasured.to_owned(),
+            "-".to_owned(),
+        ),
+    });
+    let all = results["records"].as_array().cloned().unwrap_or_default();
+    let mut sizes: Vec<f64> = all
+        .iter()
+        .filter_map(|r| r["secret_kib"].as_f64())
+        .collect();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    let growth: Vec<(f64, f64)> = sizes
+        .iter()
+        .filter_map(|&size| {
+            let line: Vec<(f64, f64)> = all
+                .iter()
+                .filter(|r| {
+                    r["controller"] == US
+                        && r["scenario"] == "objects"
+                        && r["figure"] == "rss_after_sync"
+                        && (r["secret_kib"].as_f64() == Some(size)
+                            || r["objects"].as_f64() == Some(0.0))
+                })
+                .filter_map(|r| Some((r["objects"].as_f64()?, r["value"].as_f64()?)))
+                .collect();
+            (line.len() >= 3).then(|| (size, fit(&line).1 * 1_048_576.0))
+        })
+        .collect();
+    rows.push(if growth.is_empty() {
+        (
+            "RSS growth ≤ 400 B per extra Secret, whatever its size".to_owned(),
+            "needs three object points or more per size".to_owned(),
+            "-".to_owned(),
+        )
+    } else {
+        (
+            "RSS growth ≤ 400 B per extra Secret, whatever its size".to_owned(),
+            growth
+                .iter()
+                .map(|(size, b)| format!("{b:.0} B ({size:.0} KiB)"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            verdict(growth.iter().all(|g| g.1 <= 400.0)).to_owned(),
+        )
+    });
+    let with_peer = |value: Option<f64>, digits: usize, unit: &str| match &peer {
+        Some(name) => format!(" ({name}: {})", cell(value, digits, unit)),
+        None => String::new(),
+    };
+    let fanout = "1000 Deployments";
+    rows.push(match find(results, US, "fanout", fanout, "fanout_time") {
+        Some(t) => (
+            "fan-out to 1,000 Deployments ≤ 5 s".to_owned(),
+            format!(
+                "{t:.2} s{}",
+                with_peer(
+                    peer.as_deref()
+                        .and_then(|n| find(results, n, "fanout", fanout, "fanout_time")),
+                    1,
+                    " s"
+                )
+            ),
+            verdict(t <= 5.0).to_owned(),
+        ),
+        None => (
+            "fan-out to 1,000 Deployments ≤ 5 s".to_owned(),
+            unmeasured.to_owned(),
+            "-".to_owned(),
+        ),
+    });
+    let latency = points(results, "latency").into_iter().next();
+    let per_change = |controller: &str, figure: &str| {
+        latency
+            .as_deref()
+            .and_then(|p| find(results, controller, "latency", p, figure))
+    };
+    rows.push(match per_change(US, "latency_p99") {
+        Some(p99) => (
+            "p99 single-change latency ≤ 100 ms".to_owned(),
+            format!(
+                "{p99:.0} ms{}",
+                with_peer(
+                    peer.as_deref().and_then(|n| per_change(n, "latency_p99")),
+                    0,
+                    " ms"
+                )
+            ),
+            verdict(p99 <= 100.0).to_owned(),
+        ),
+        None => (
+            "p99 single-change latency ≤ 100 ms".to_owned(),
+            unmeasured.to_owned(),
+            "-".to_owned(),
+        ),
+    });
+    rows.push(
+        match (
+            per_change(US, "api_list_per_100_changes"),
+            per_change(US, "api_get_per_100_changes"),
+        ) {
+            (Some(list), Some(get)) => (
+                "zero LIST/GET per change".to_owned(),
+                format!(
+                    "{list:.0} LIST / {get:.0} GET per 100 changes{}",
+                    with_peer(
+                        peer.as_deref()
+                            .and_then(|n| per_change(n, "api_list_per_100_changes")),
+                        0,
+                        " LISTs"
+                    )
+                ),
+                verdict(list == 0.0 && get == 0.0).to_owned(),
+            ),
+            _ => (
+                "zero LIST/GET per change".to_owned(),
+                unmeasured.to_owned(),
+                "-".to_owned(),
+            ),
+        },
+    );
+    // The largest object point of at least 100,000 objects, at the largest Secret size.
+    let big = all
+        .iter()
+        .filter(|r| {
+            r["controller"] == US
+                && r["scenario"] == "objects"
+                && r["figure"] == "rss_after_sync"
+                && r["objects"].as_f64().is_some_and(|o| o >= 100_000.0)
+        })
+        .max_by(|a, b| {
+            let key = |r: &Value| {
+                (
+                    r["secret_kib"].as_f64().unwrap_or(0.0),
+                    r["objects"].as_f64().unwrap_or(0.0),
+                )
+            };
+            let (ka, kb) = (key(a), key(b));
+            ka.0.total_cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+        })
+        .and_then(|r| r["point"].as_str().map(str::to_owned));
+    rows.push(match big {
+        Some(point) => {
+            let (rss, peak, ready) = (
+                find(results, US, "objects", &point, "rss_after_sync"),
+                find(results, US, "objects", &point, "rss_peak"),
+                find(results, US, "objects", &point, "time_to_ready"),
+            );
+            (
+                "100,000 objects: ready ≤ 30 s, RSS ≤ 80 MiB".to_owned(),
+                format!(
+                    "{point}: ready in {}, {} (peak {})",
+                    cell(ready, 1, " s"),
+                    cell(rss, 1, " MiB"),
+                    cell(peak, 1, "")
+                ),
+                verdict(ready.is_some_and(|t| t <= 30.0) && rss.is_some_and(|m| m <= 80.0))
+                    .to_owned(),
+            )
+        }
+        None => (
+            "100,000 objects: ready ≤ 30 s, RSS ≤ 80 MiB".to_owned(),
+            unmeasured.to_owned(),
+            "-".to_owned(),
+        ),
+    });
+    let mut out = String::from(
+        "At the issue's point, 20,000 Secrets x 10 KiB + 5,000 ConfigMaps + 1,000 Deployments, \
+         unless the row says otherwise; read from this run's results by the bench.\n\n\
+         | target | this run | met |\n|---|---|---|\n",
+    );
+    for (target, figure, met) in rows {
+        out += &format!("| {target} | {figure} | {met} |\n");
+    }
+    out
+}
+
 fn markdown(results: &Value) -> String {
     let names = names(results);
     let mut out = String::new();
@@ -1478,11 +1754,31 @@ fn markdown(results: &Value) -> String {
     out += "\n![memory vs workloads](bench/memory-vs-workloads.png)\n\n";
     out += "### Sizing the chart (kube-reloader)\n\n";
     out += &sizing(results);
+    out += "\n### Issue 14's targets, read from this run\n\n";
+    out += &targets(results);
     out
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, input] = args.as_slice()
+        && flag == "--markdown"
+    {
+        return match std::fs::read_to_string(input)
+            .map_err(err)
+            .and_then(|t| serde_json::from_str::<Value>(&t).map_err(err))
+        {
+            Ok(results) => {
+                print!("{}", markdown(&results));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("cannot read {input}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let options = match parse() {
         Ok(options) => options,
         Err(e) => {
@@ -1523,4 +1819,88 @@ fn write(out: &Path, results: &Value) -> Result<Vec<PathBuf>, String> {
     let mut files = vec![path];
     files.extend(kube_reloader_testenv::plot::draw(results, out)?);
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(controller: &str, scenario: &str, point: &str, figure: &str, value: f64) -> Value {
+        json!({"controller": controller, "scenario": scenario, "point": point,
+            "figure": figure, "value": value})
+    }
+
+    fn object(controller: &str, secrets: u64, kib: u64, figure: &str, value: f64) -> Value {
+        let configmaps = secrets / 4;
+        let mut r = record(
+            controller,
+            "objects",
+            &format!(
+                "{secrets} Secrets x {kib} KiB + {configmaps} ConfigMaps x 1 KiB + 1000 Deployments"
+            ),
+            figure,
+            value,
+        );
+        r["secrets"] = json!(secrets);
+        r["secret_kib"] = json!(kib);
+        r["configmaps"] = json!(configmaps);
+        r["objects"] = json!(secrets + configmaps);
+        r["workloads"] = json!(1000);
+        r
+    }
+
+    fn row<'a>(table: &'a str, target: &str) -> &'a str {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {target}")))
+            .unwrap_or_else(|| panic!("no row {target} in\n{table}"))
+    }
+
+    #[test]
+    fn targets_are_read_from_the_records_and_judged() {
+        let results = json!({
+            "meta": {"peer": "peer", "controllers": [{"name": "kube-reloader"}, {"name": "peer"}]},
+            "records": [
+                object("kube-reloader", 0, 10, "rss_after_sync", 18.0),
+                object("kube-reloader", 5000, 10, "rss_after_sync", 19.0),
+                object("kube-reloader", 20_000, 10, "rss_after_sync", 20.0),
+                object("kube-reloader", 20_000, 10, "rss_anon_after_sync", 11.0),
+                object("kube-reloader", 20_000, 10, "rss_peak", 31.0),
+                object("peer", 20_000, 10, "rss_after_sync", 150.0),
+                object("peer", 20_000, 10, "rss_anon_after_sync", 110.0),
+                record("kube-reloader", "fanout", "1000 Deployments", "fanout_time", 3.5),
+                record("kube-reloader", "latency", "5 changes", "latency_p99", 30.0),
+                record("kube-reloader", "latency", "5 changes", "api_list_per_100_changes", 0.0),
+                record("kube-reloader", "latency", "5 changes", "api_get_per_100_changes", 20.0),
+            ],
+        });
+        let table = targets(&results);
+        assert!(
+            row(&table, "RSS after sync ≤ 1/10 of peer's").contains("20.0 MiB vs 150.0 MiB: 1/7.5"),
+            "{table}"
+        );
+        assert!(row(&table, "RSS after sync ≤ 1/10").ends_with("| **no** |"));
+        assert!(row(&table, "RSS after sync ≤ 25 MiB").ends_with("| yes |"));
+        // 31 > 1.5 × 20.
+        assert!(row(&table, "peak during").ends_with("| **no** |"));
+        // Three points per size: 0, 6,250 and 25,000 objects.
+        assert!(row(&table, "RSS growth").ends_with("| yes |"), "{table}");
+        assert!(row(&table, "fan-out to 1,000").contains("3.50 s (peer: -)"));
+        assert!(row(&table, "p99").ends_with("| yes |"));
+        // A GET per change is not zero.
+        assert!(row(&table, "zero LIST/GET").ends_with("| **no** |"));
+        assert!(row(&table, "100,000 objects").contains("not in this matrix"));
+    }
+
+    #[test]
+    fn without_a_peer_the_ratio_is_not_judged() {
+        let results = json!({
+            "meta": {"peer": null, "controllers": [{"name": "kube-reloader"}]},
+            "records": [object("kube-reloader", 20_000, 10, "rss_after_sync", 20.0)],
+        });
+        let table = targets(&results);
+        assert!(row(&table, "RSS after sync ≤ 1/10").contains("no peer in this run"));
+        assert!(row(&table, "RSS after sync ≤ 1/10").ends_with("| - |"));
+        assert!(row(&table, "fan-out").contains("not in this matrix"));
+    }
 }
