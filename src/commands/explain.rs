@@ -6,6 +6,7 @@
 //! The core ([`explain`]) is pure: a projected workload and the namespace's sources in, an
 //! [`Explanation`] out. [`run`] is the thin shell that reads the cluster and prints.
 
+use crate::model::annotations::Annotations;
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -90,7 +91,7 @@ fn kind_name(kind: SourceKind) -> &'static str {
 }
 
 /// The first item of `key`'s list that matches `name`, as written.
-fn matching_item(annotations: &BTreeMap<String, String>, key: &str, name: &str) -> String {
+fn matching_item(annotations: &Annotations, key: &str, name: &str) -> String {
     annotations
         .get(key)
         .and_then(|value| {

@@ -53,7 +53,7 @@ pub fn opted_in(view: &WorkloadView, policy: &Policy) -> bool {
     ]);
     opt_in
         .iter()
-        .any(|k| view.annotations.contains_key(*k) || view.template_annotations.contains_key(*k))
+        .any(|k| view.annotations.contains_key(k) || view.template_annotations.contains_key(k))
 }
 
 /// Runs the command; returns the exit code (0 nothing to report, 1 something listed, 2 error).

@@ -4,7 +4,7 @@
 //! annotations and status, the other workloads' ledgers and statuses, the sources' change
 //! times) or is the time now, so a restart recomputes every decision.
 
-use std::collections::BTreeMap;
+use crate::model::annotations::Annotations;
 
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::pause::parse_go_duration;
@@ -107,7 +107,7 @@ pub fn parse_period(text: &str) -> Result<i64, String> {
 
 /// The rules of a workload: its annotations over the global limits; a bad value is reported and
 /// the global setting used.
-pub fn rules(annotations: &BTreeMap<String, String>, limits: &Limits) -> (Rules, Vec<InvalidRule>) {
+pub fn rules(annotations: &Annotations, limits: &Limits) -> (Rules, Vec<InvalidRule>) {
     let mut problems = Vec::new();
     let debounce = match annotations.get(DEBOUNCE_ANNOTATION) {
         None => limits.debounce,
@@ -832,7 +832,7 @@ mod tests {
             pairs
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>()
+                .collect::<Annotations>()
         };
         let (own, problems) = rules(
             &annotations(&[(DEBOUNCE_ANNOTATION, "1m"), (MODE_ANNOTATION, "notify")]),

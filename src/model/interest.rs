@@ -2,7 +2,7 @@
 //! fan-out index (a source event looks up only the workloads that name or reference it) and of
 //! the planner's candidate list (a plan looks up only those sources, not the whole namespace).
 
-use std::collections::BTreeMap;
+use crate::model::annotations::Annotations;
 
 use crate::model::digest::SourceKind;
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
@@ -48,7 +48,7 @@ impl Interest {
         let template_lists = (view.key.kind == WorkloadKind::Deployment).then(|| {
             policy.named_lists(WorkloadAnnotations {
                 kind: view.key.kind,
-                metadata: &BTreeMap::new(),
+                metadata: &Annotations::default(),
                 template: &view.template_annotations,
             })
         });
@@ -66,11 +66,19 @@ impl Interest {
         }
         listed.sort();
         listed.dedup();
+        // Kept for as long as the workload is stored: no spare capacity.
+        let tight = |mut names: Vec<(SourceKind, String)>| {
+            names.shrink_to_fit();
+            names
+        };
+        scans.shrink_to_fit();
         Self {
-            listed,
-            referenced: refs::referenced(&view.pod_spec),
-            recorded: Ledger::parse(view.annotations.get(LEDGER_ANNOTATION).map(String::as_str))
-                .sources(),
+            listed: tight(listed),
+            referenced: tight(refs::referenced(&view.pod_spec)),
+            recorded: tight(
+                Ledger::parse(view.annotations.get(LEDGER_ANNOTATION).map(String::as_str))
+                    .sources(),
+            ),
             scans,
             follows: match &view.workload_ref {
                 Some(Ok(name)) => Some(name.clone()),

@@ -18,7 +18,7 @@
 //! then. A whole-object entry met with the option on is compared as one (a match is rewritten
 //! in the key-level form on metadata only), so turning the option on rolls nothing.
 
-use std::collections::BTreeMap;
+use crate::model::annotations::Annotations;
 
 use k8s_openapi::api::core::v1::PodSpec;
 
@@ -46,10 +46,7 @@ pub struct InvalidKeyLevel {
 /// Whether key-level triggers apply to a workload with these metadata annotations: its
 /// annotation if set, else the global flag. An invalid value falls back to the flag (and is
 /// returned, to be reported).
-pub fn enabled(
-    annotations: &BTreeMap<String, String>,
-    global: bool,
-) -> (bool, Option<InvalidKeyLevel>) {
+pub fn enabled(annotations: &Annotations, global: bool) -> (bool, Option<InvalidKeyLevel>) {
     match annotations.get(KEY_LEVEL_ANNOTATION).map(String::as_str) {
         None => (global, None),
         Some("true") => (true, None),
@@ -258,11 +255,11 @@ mod tests {
 
     #[test]
     fn the_annotation_overrides_the_flag_and_an_invalid_value_is_reported() {
-        let with = |v: &str| BTreeMap::from([(KEY_LEVEL_ANNOTATION.to_owned(), v.to_owned())]);
+        let with = |v: &str| Annotations::from([(KEY_LEVEL_ANNOTATION.to_owned(), v.to_owned())]);
         // (annotations, flag, enabled, invalid)
         let rows = [
-            (BTreeMap::new(), false, false, false),
-            (BTreeMap::new(), true, true, false),
+            (Annotations::default(), false, false, false),
+            (Annotations::default(), true, true, false),
             (with("true"), false, true, false),
             (with("false"), true, false, false),
             (with("yes"), true, true, true),

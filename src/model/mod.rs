@@ -9,6 +9,7 @@
 //!
 //! [`window`] holds the maintenance windows a rollout may be deferred to.
 
+pub mod annotations;
 pub mod digest;
 pub mod edit;
 pub mod governor;

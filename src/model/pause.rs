@@ -2,7 +2,7 @@
 //! paused in the same write that reloads it and resumed when the period has passed. The pause
 //! lives on the object (`paused-at`), so whoever leads after a restart resumes it on time.
 
-use std::collections::BTreeMap;
+use crate::model::annotations::Annotations;
 use std::time::Duration;
 
 /// What to do about a Deployment's pause, from its annotations, `spec.paused` and the time.
@@ -83,7 +83,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, InvalidPeriod> {
 
 /// Reads the pause state of a Deployment. `now` and `paused-at` are Unix seconds.
 pub fn state(
-    annotations: &BTreeMap<String, String>,
+    annotations: &Annotations,
     period_key: &str,
     paused_at_key: &str,
     paused: bool,
@@ -119,7 +119,7 @@ pub fn state(
 /// a pause period, is not paused already (a user's pause is never touched) and carries no
 /// pause of ours.
 pub fn pause_for(
-    annotations: &BTreeMap<String, String>,
+    annotations: &Annotations,
     period_key: &str,
     paused_at_key: &str,
     paused: bool,
@@ -151,7 +151,7 @@ mod tests {
     const PERIOD: &str = "deployment.reloader.stakater.com/pause-period";
     const AT: &str = "deployment.reloader.stakater.com/paused-at";
 
-    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn annotations(pairs: &[(&str, &str)]) -> Annotations {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

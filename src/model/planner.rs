@@ -2,8 +2,9 @@
 //! the policy and the time in; one [`Intent`] out. Pure: no IO, no clock, no client. Everything
 //! between a watch event and a write that *decides* lives here; the worker only carries it out.
 
+use crate::model::annotations::Annotations;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PodSpec;
@@ -28,7 +29,7 @@ use crate::model::workload::{WorkloadKind, WorkloadView};
 #[derive(Debug, Clone, Copy)]
 pub struct PodTemplate<'a> {
     /// Its annotations.
-    pub annotations: &'a BTreeMap<String, String>,
+    pub annotations: &'a Annotations,
     /// Its spec.
     pub spec: &'a PodSpec,
     /// Whether it is the workload's own (else another object's, e.g. a `workloadRef` target).
@@ -508,7 +509,7 @@ mod tests {
                 digest: Some(digest),
                 keys,
                 keyed: Default::default(),
-                annotations: BTreeMap::new(),
+                annotations: std::collections::BTreeMap::new(),
                 created_while_running: false,
                 data_changed_at: None,
             },
@@ -557,7 +558,7 @@ mod tests {
     }
 
     fn ledger(pairs: &[(&str, &str)]) -> String {
-        let map: BTreeMap<&str, &str> = pairs.iter().copied().collect();
+        let map: std::collections::BTreeMap<&str, &str> = pairs.iter().copied().collect();
         serde_json::to_string(&map).unwrap()
     }
 

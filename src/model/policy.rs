@@ -1,6 +1,7 @@
 //! Which workloads track which sources: upstream's annotation decision (`ShouldReload`), in the
 //! same order and with the same value parsing.
 
+use crate::model::annotations::Annotations;
 use std::collections::BTreeMap;
 
 use regex::Regex;
@@ -224,9 +225,9 @@ pub struct WorkloadAnnotations<'a> {
     /// The workload's kind.
     pub kind: WorkloadKind,
     /// `metadata.annotations`.
-    pub metadata: &'a BTreeMap<String, String>,
+    pub metadata: &'a Annotations,
     /// The pod template's `metadata.annotations` (fallback when metadata has none of the keys).
-    pub template: &'a BTreeMap<String, String>,
+    pub template: &'a Annotations,
 }
 
 /// The source being considered.
@@ -264,7 +265,7 @@ impl Policy {
         &self,
         kind: SourceKind,
         workload: WorkloadAnnotations<'a>,
-    ) -> &'a BTreeMap<String, String> {
+    ) -> &'a Annotations {
         let (named_key, typed_auto_key, _) = kind_keys(&self.keys, kind);
         let opt_in_keys = [
             named_key,
@@ -274,7 +275,7 @@ impl Policy {
         ];
         if opt_in_keys
             .iter()
-            .any(|k| workload.metadata.contains_key(*k))
+            .any(|k| workload.metadata.contains_key(k))
         {
             workload.metadata
         } else {
@@ -407,8 +408,8 @@ mod tests {
 
     fn run(policy: &Policy, case: &Case, workload_kind: WorkloadKind) -> Evaluation {
         let source = map(case.source);
-        let metadata = map(case.metadata);
-        let template = map(case.template);
+        let metadata = map(case.metadata).into();
+        let template = map(case.template).into();
         let workload = WorkloadAnnotations {
             kind: workload_kind,
             metadata: &metadata,

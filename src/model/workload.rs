@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 
+use crate::model::annotations::Annotations;
 use crate::model::ledger::RECREATE_FINALIZER;
 
 /// Workload kinds, named as upstream names them in Events and metrics.
@@ -54,9 +55,7 @@ pub const UNREAD_ANNOTATIONS: &[&str] = &[LAST_APPLIED_CONFIGURATION];
 pub const LAST_APPLIED_CONFIGURATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// `annotations` without [`UNREAD_ANNOTATIONS`].
-pub fn read_annotations(
-    annotations: Option<&BTreeMap<String, String>>,
-) -> BTreeMap<String, String> {
+pub fn read_annotations(annotations: Option<&BTreeMap<String, String>>) -> Annotations {
     annotations
         .into_iter()
         .flatten()
@@ -128,10 +127,10 @@ pub struct WorkloadView {
     pub key: WorkloadKey,
     /// UID, for Event references and write preconditions.
     pub uid: String,
-    /// `metadata.annotations`.
-    pub annotations: BTreeMap<String, String>,
+    /// `metadata.annotations` (without [`UNREAD_ANNOTATIONS`]).
+    pub annotations: Annotations,
     /// Pod template annotations.
-    pub template_annotations: BTreeMap<String, String>,
+    pub template_annotations: Annotations,
     /// Pod template spec (containers, volumes).
     pub pod_spec: BoxedPodSpec,
     /// `metadata.deletionTimestamp` is set.
@@ -168,7 +167,7 @@ impl WorkloadView {
     pub fn template(&self) -> PodTemplateSpec {
         PodTemplateSpec {
             metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                annotations: Some(self.template_annotations.clone()),
+                annotations: Some(self.template_annotations.to_map()),
                 ..Default::default()
             }),
             spec: Some(PodSpec::clone(&self.pod_spec)),

@@ -211,7 +211,7 @@ fn governed(limits: &Limits, view: &WorkloadView) -> bool {
             governor::MODE_ANNOTATION,
         ]
         .iter()
-        .any(|k| view.annotations.contains_key(*k))
+        .any(|k| view.annotations.contains_key(k))
 }
 
 /// Whether the workload is in dry-run or notify mode (nothing is written to it).

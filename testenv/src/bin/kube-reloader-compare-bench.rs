@@ -4,13 +4,14 @@
 //! docs/BENCHMARKS.md. Numbers live here and in the docs, never in tests.
 //!
 //! Usage: kube-reloader-compare-bench --binary PATH [--peer PATH] [--peer-label TEXT]
-//!        [--points quick|full|fanout|initial-list|target] [--out DIR] [--memory-budget-gib N]
+//!        [--points quick|full|fanout|initial-list|workloads|target] [--out DIR] [--memory-budget-gib N]
 //!        kube-reloader-compare-bench --markdown RESULTS.json   (the tables again, from a run's JSON)
 //!
 //! `--points` (or `BENCH_POINTS`) picks the matrix: `quick` is a smoke run of a few minutes,
 //! `full` the whole matrix of docs/BENCHMARKS.md, `fanout` only the fan-out points (to try a
 //! change to the write path), `initial-list` only object points, 1 and 100 KiB (to try a change
-//! to the initial list), `target` only the issue's point (20,000 Secrets x 10 KiB + 5,000
+//! to the initial list), `workloads` only the workload points (to try a change to the workload
+//! store), `target` only the issue's point (20,000 Secrets x 10 KiB + 5,000
 //! ConfigMaps + 1,000 Deployments). Scenarios, in order:
 //!
 //! 1. fan-out: one ConfigMap used by N Deployments (envFrom, auto); the ConfigMap changes once;
@@ -54,7 +55,7 @@ use kube_reloader_testenv::{ClusterInfo, ControlPlane, Identity, Tier, Tuning};
 use serde_json::{Value, json};
 
 const USAGE: &str = "usage: kube-reloader-compare-bench --binary PATH [--peer PATH] \
-                     [--peer-label TEXT] [--points quick|full|fanout|initial-list|target] [--out DIR] [--memory-budget-gib N]\n       \
+                     [--peer-label TEXT] [--points quick|full|fanout|initial-list|workloads|target] [--out DIR] [--memory-budget-gib N]\n       \
                      kube-reloader-compare-bench --markdown RESULTS.json";
 const LEDGER: &str = "kube-reloader.io/digests";
 const IN_FLIGHT: usize = 32;
@@ -117,6 +118,15 @@ fn matrix(name: &str) -> Result<Matrix, String> {
             secret_kib: vec![1, 100],
             objects_workloads: 1000,
         }),
+        "workloads" => Ok(Matrix {
+            name: "workloads",
+            fanout: vec![],
+            changes: 5,
+            workloads: vec![100, 1000, 10_000],
+            secret_counts: vec![],
+            secret_kib: vec![],
+            objects_workloads: 0,
+        }),
         "target" => Ok(Matrix {
             name: "target",
             fanout: vec![],
@@ -127,7 +137,7 @@ fn matrix(name: &str) -> Result<Matrix, String> {
             objects_workloads: 1000,
         }),
         other => Err(format!(
-            "--points {other}: expected quick, full, fanout, initial-list or target\n{USAGE}"
+            "--points {other}: expected quick, full, fanout, initial-list, workloads or target\n{USAGE}"
         )),
     }
 }
