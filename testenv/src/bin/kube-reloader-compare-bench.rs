@@ -1284,11 +1284,9 @@ fn series(
         .collect()
 }
 
-/// The steepest of the per-Secret-size lines of `figure` over the objects points (the empty
-/// point belongs to every size), so the sizing holds for the largest Secrets measured.
-/// The fitted RSS growth per extra Secret (bytes per object, ConfigMaps included) of every
-/// controller at every Secret size, as one Markdown line per controller.
-fn growth_per_object(results: &Value) -> String {
+/// The objects points of `controller`'s `figure`, one line of (objects, value) per Secret size
+/// measured, by size; the empty point belongs to every size.
+fn size_lines(results: &Value, controller: &str, figure: &str) -> Vec<(f64, Vec<(f64, f64)>)> {
     let all = results["records"].as_array().cloned().unwrap_or_default();
     let mut sizes: Vec<f64> = all
         .iter()
@@ -1296,24 +1294,33 @@ fn growth_per_object(results: &Value) -> String {
         .collect();
     sizes.sort_by(f64::total_cmp);
     sizes.dedup();
+    sizes
+        .into_iter()
+        .map(|size| {
+            let line = all
+                .iter()
+                .filter(|r| {
+                    r["controller"] == controller
+                        && r["scenario"] == "objects"
+                        && r["figure"] == figure
+                        && (r["secret_kib"].as_f64() == Some(size)
+                            || r["objects"].as_f64() == Some(0.0))
+                })
+                .filter_map(|r| Some((r["objects"].as_f64()?, r["value"].as_f64()?)))
+                .collect();
+            (size, line)
+        })
+        .collect()
+}
+
+/// The fitted RSS growth per extra Secret (bytes per object, ConfigMaps included) of every
+/// controller at every Secret size, as one Markdown line per controller.
+fn growth_per_object(results: &Value) -> String {
     let mut out = String::new();
     for controller in names(results) {
-        let per_size: Vec<String> = sizes
+        let per_size: Vec<String> = size_lines(results, &controller, "rss_after_sync")
             .iter()
-            .map(|&size| {
-                let points: Vec<(f64, f64)> = all
-                    .iter()
-                    .filter(|r| {
-                        r["controller"] == controller.as_str()
-                            && r["scenario"] == "objects"
-                            && r["figure"] == "rss_after_sync"
-                            && (r["secret_kib"].as_f64() == Some(size)
-                                || r["objects"].as_f64() == Some(0.0))
-                    })
-                    .filter_map(|r| Some((r["objects"].as_f64()?, r["value"].as_f64()?)))
-                    .collect();
-                format!("{size:.0} KiB Secrets: {:.0} B", fit(&points).1 * 1048576.0)
-            })
+            .map(|(size, line)| format!("{size:.0} KiB Secrets: {:.0} B", fit(line).1 * 1048576.0))
             .collect();
         out += &format!(
             "- {controller}: RSS growth per extra object (least-squares over the points): {}\n",
@@ -1323,28 +1330,12 @@ fn growth_per_object(results: &Value) -> String {
     out
 }
 
+/// The steepest of the per-Secret-size lines of `figure` over the objects points, so the sizing
+/// holds for the largest Secrets measured.
 fn steepest(results: &Value, controller: &str, figure: &str) -> (f64, f64) {
-    let all = results["records"].as_array().cloned().unwrap_or_default();
-    let mut sizes: Vec<f64> = all
-        .iter()
-        .filter_map(|r| r["secret_kib"].as_f64())
-        .collect();
-    sizes.sort_by(f64::total_cmp);
-    sizes.dedup();
     let mut best = (0.0, 0.0);
-    for size in sizes {
-        let points: Vec<(f64, f64)> = all
-            .iter()
-            .filter(|r| {
-                r["controller"] == controller
-                    && r["scenario"] == "objects"
-                    && r["figure"] == figure
-                    && (r["secret_kib"].as_f64() == Some(size)
-                        || r["objects"].as_f64() == Some(0.0))
-            })
-            .filter_map(|r| Some((r["objects"].as_f64()?, r["value"].as_f64()?)))
-            .collect();
-        let line = fit(&points);
+    for (_, line) in size_lines(results, controller, figure) {
+        let line = fit(&line);
         if line.1 >= best.1 {
             best = line;
         }
@@ -1510,29 +1501,10 @@ fn targets(results: &Value) -> String {
             "-".to_owned(),
         ),
     });
-    let all = results["records"].as_array().cloned().unwrap_or_default();
-    let mut sizes: Vec<f64> = all
-        .iter()
-        .filter_map(|r| r["secret_kib"].as_f64())
-        .collect();
-    sizes.sort_by(f64::total_cmp);
-    sizes.dedup();
-    let growth: Vec<(f64, f64)> = sizes
-        .iter()
-        .filter_map(|&size| {
-            let line: Vec<(f64, f64)> = all
-                .iter()
-                .filter(|r| {
-                    r["controller"] == US
-                        && r["scenario"] == "objects"
-                        && r["figure"] == "rss_after_sync"
-                        && (r["secret_kib"].as_f64() == Some(size)
-                            || r["objects"].as_f64() == Some(0.0))
-                })
-                .filter_map(|r| Some((r["objects"].as_f64()?, r["value"].as_f64()?)))
-                .collect();
-            (line.len() >= 3).then(|| (size, fit(&line).1 * 1_048_576.0))
-        })
+    let growth: Vec<(f64, f64)> = size_lines(results, US, "rss_after_sync")
+        .into_iter()
+        .filter(|(_, line)| line.len() >= 3)
+        .map(|(size, line)| (size, fit(&line).1 * 1_048_576.0))
         .collect();
     rows.push(if growth.is_empty() {
         (
@@ -1627,6 +1599,7 @@ fn targets(results: &Value) -> String {
         },
     );
     // The largest object point of at least 100,000 objects, at the largest Secret size.
+    let all = results["records"].as_array().cloned().unwrap_or_default();
     let big = all
         .iter()
         .filter(|r| {
