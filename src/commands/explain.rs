@@ -6,7 +6,6 @@
 //! The core ([`explain`]) is pure: a projected workload and the namespace's sources in, an
 //! [`Explanation`] out. [`run`] is the thin shell that reads the cluster and prints.
 
-use crate::model::annotations::Annotations;
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -16,6 +15,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::model::annotations::Annotations;
 use crate::model::digest::{self, SourceKind, env_var_name};
 use crate::model::governor;
 use crate::model::interest::Interest;

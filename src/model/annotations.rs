@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 /// Annotations sorted by key, each key once; reads like the `BTreeMap` it replaces (same order,
-/// same last-one-wins on duplicate keys), with lookups by binary search.
+/// same last-one-wins on duplicate keys), with lookups by binary search. Only what the decisions
+/// and tests use is offered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Annotations(Vec<(String, String)>);
 
@@ -35,29 +36,9 @@ impl Annotations {
         }
     }
 
-    /// Removes `key`; returns its value.
-    pub fn remove(&mut self, key: &str) -> Option<String> {
-        self.find(key).ok().map(|i| self.0.remove(i).1)
-    }
-
-    /// The entries, by key.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
-        self.0.iter().map(|(k, v)| (k, v))
-    }
-
     /// The keys, in order.
     pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.0.iter().map(|(k, _)| k)
-    }
-
-    /// How many annotations there are.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     /// The same entries as a `BTreeMap` (for object metadata we write).
@@ -69,8 +50,8 @@ impl Annotations {
 impl FromIterator<(String, String)> for Annotations {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(entries: I) -> Self {
         let mut entries: Vec<(String, String)> = entries.into_iter().collect();
-        // Stable, so of equal keys the last one stays last; dedup keeps the first of a run,
-        // hence the reversal: the last one wins, as in a map built by inserting in order.
+        // Reversed, then sorted stably: of equal keys the last given comes first, and dedup
+        // keeps the first of a run, so the last one wins, as in a map built by inserting.
         entries.reverse();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries.dedup_by(|later, earlier| later.0 == earlier.0);
@@ -93,26 +74,6 @@ impl<const N: usize> From<[(String, String); N]> for Annotations {
     }
 }
 
-impl<'a> IntoIterator for &'a Annotations {
-    type Item = (&'a String, &'a String);
-    type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, String)>,
-        fn(&'a (String, String)) -> (&'a String, &'a String),
-    >;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter().map(|(k, v)| (k, v))
-    }
-}
-
-impl Extend<(String, String)> for Annotations {
-    fn extend<I: IntoIterator<Item = (String, String)>>(&mut self, entries: I) {
-        for (key, value) in entries {
-            self.insert(key, value);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,39 +91,34 @@ mod tests {
         let map: BTreeMap<String, String> = entries.iter().cloned().collect();
         let annotations: Annotations = entries.into_iter().collect();
         assert_eq!(
-            annotations.iter().collect::<Vec<_>>(),
-            map.iter().collect::<Vec<_>>(),
-            "same order, the last of duplicate keys wins"
+            annotations.to_map(),
+            map,
+            "same entries, the last of duplicate keys wins"
         );
         assert_eq!(annotations, Annotations::from(map.clone()));
-        assert_eq!(annotations.to_map(), map);
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            map.keys().collect::<Vec<_>>(),
+            "same order"
+        );
         for key in ["a", "b", "c", "d", ""] {
             assert_eq!(annotations.get(key), map.get(key), "{key}");
             assert_eq!(annotations.contains_key(key), map.contains_key(key));
         }
-        assert_eq!(annotations.len(), 3);
-        assert!(Annotations::default().is_empty());
+        assert_eq!(Annotations::default().to_map(), BTreeMap::new());
     }
 
     #[test]
-    fn insert_and_remove_keep_the_order() {
+    fn insert_keeps_the_order_and_replaces_a_value() {
         let mut annotations = Annotations::default();
         let mut map = BTreeMap::new();
         for (k, v) in pairs(&[("m", "1"), ("a", "2"), ("z", "3"), ("m", "4"), ("b", "5")]) {
             assert_eq!(annotations.insert(k.clone(), v.clone()), map.insert(k, v));
         }
-        assert_eq!(annotations.remove("a"), map.remove("a"));
-        assert_eq!(annotations.remove("nope"), map.remove("nope"));
         assert_eq!(annotations.to_map(), map);
         assert_eq!(
             annotations.keys().collect::<Vec<_>>(),
             map.keys().collect::<Vec<_>>()
-        );
-        annotations.extend(pairs(&[("a", "6"), ("m", "7")]));
-        map.extend(pairs(&[("a", "6"), ("m", "7")]));
-        assert_eq!(
-            (&annotations).into_iter().collect::<Vec<_>>(),
-            map.iter().collect::<Vec<_>>()
         );
     }
 }

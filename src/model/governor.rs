@@ -5,7 +5,6 @@
 //! times) or is the time now, so a restart recomputes every decision.
 
 use crate::model::annotations::Annotations;
-
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::pause::parse_go_duration;
 use crate::model::plan::Change;

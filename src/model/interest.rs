@@ -3,7 +3,6 @@
 //! the planner's candidate list (a plan looks up only those sources, not the whole namespace).
 
 use crate::model::annotations::Annotations;
-
 use crate::model::digest::SourceKind;
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
 use crate::model::policy::{NamedLists, Policy, WorkloadAnnotations};

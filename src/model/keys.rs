@@ -18,10 +18,9 @@
 //! then. A whole-object entry met with the option on is compared as one (a match is rewritten
 //! in the key-level form on metadata only), so turning the option on rolls nothing.
 
-use crate::model::annotations::Annotations;
-
 use k8s_openapi::api::core::v1::PodSpec;
 
+use crate::model::annotations::Annotations;
 use crate::model::digest::{KEY_DIGEST_LEN, KeyDigests, SourceKind};
 use crate::model::keyed::{DataNow, Recognition};
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};

@@ -2,8 +2,9 @@
 //! paused in the same write that reloads it and resumed when the period has passed. The pause
 //! lives on the object (`paused-at`), so whoever leads after a restart resumes it on time.
 
-use crate::model::annotations::Annotations;
 use std::time::Duration;
+
+use crate::model::annotations::Annotations;
 
 /// What to do about a Deployment's pause, from its annotations, `spec.paused` and the time.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,13 +2,13 @@
 //! the policy and the time in; one [`Intent`] out. Pure: no IO, no clock, no client. Everything
 //! between a watch event and a write that *decides* lives here; the worker only carries it out.
 
-use crate::model::annotations::Annotations;
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::PodSpec;
 
+use crate::model::annotations::Annotations;
 use crate::model::digest::SourceKind;
 use crate::model::digest::env_var_name;
 use crate::model::interest::{Interest, SOURCE_KINDS};
@@ -434,6 +434,7 @@ mod tests {
     use crate::model::workload::WorkloadKey;
     use k8s_openapi::api::batch::v1::Job;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     const A: &str = "f83e99e324ba68ccc373a58ef1eb42f8ab88646a";
     const B: &str = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
@@ -509,7 +510,7 @@ mod tests {
                 digest: Some(digest),
                 keys,
                 keyed: Default::default(),
-                annotations: std::collections::BTreeMap::new(),
+                annotations: BTreeMap::new(),
                 created_while_running: false,
                 data_changed_at: None,
             },
@@ -558,7 +559,7 @@ mod tests {
     }
 
     fn ledger(pairs: &[(&str, &str)]) -> String {
-        let map: std::collections::BTreeMap<&str, &str> = pairs.iter().copied().collect();
+        let map: BTreeMap<&str, &str> = pairs.iter().copied().collect();
         serde_json::to_string(&map).unwrap()
     }
 

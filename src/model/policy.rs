@@ -1,11 +1,11 @@
 //! Which workloads track which sources: upstream's annotation decision (`ShouldReload`), in the
 //! same order and with the same value parsing.
 
-use crate::model::annotations::Annotations;
 use std::collections::BTreeMap;
 
 use regex::Regex;
 
+use crate::model::annotations::Annotations;
 use crate::model::digest::SourceKind;
 use crate::model::workload::WorkloadKind;
 

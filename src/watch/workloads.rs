@@ -2,7 +2,6 @@
 //! store current, decodes tolerantly (one object that does not fit our types is reported and
 //! skipped, it never fails the list), and tells the reconciler what changed.
 
-use crate::model::annotations::Annotations;
 use std::borrow::Cow;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -57,8 +56,8 @@ pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
         annotations: read_annotations(meta.annotations.as_ref()),
         template_annotations: template
             .and_then(|t| t.metadata.as_ref())
-            .and_then(|m| m.annotations.clone())
-            .map(Annotations::from)
+            .and_then(|m| m.annotations.as_ref())
+            .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
         pod_spec: template
             .and_then(|t| t.spec.clone())
