@@ -1406,22 +1406,26 @@ fn sizing(results: &Value) -> String {
     out
 }
 
-/// One objects-scenario record of `controller` whose point has these fields, as (point, value).
+/// The value of the objects-scenario record of `controller`'s `figure` whose point `matches`.
 fn find_object_point(
     results: &Value,
     controller: &str,
     figure: &str,
     matches: impl Fn(&Value) -> bool,
-) -> Option<(String, f64)> {
+) -> Option<f64> {
     results["records"].as_array()?.iter().find_map(|r| {
         (r["controller"] == controller
             && r["scenario"] == "objects"
             && r["figure"] == figure
             && matches(r))
-        .then(|| Some((r["point"].as_str()?.to_owned(), r["value"].as_f64()?)))
+        .then(|| r["value"].as_f64())
         .flatten()
     })
 }
+
+/// One target as read from a run: this run's figure and whether it meets the target, or why it
+/// is not judged (not measured, no peer).
+type Judged = Result<(String, bool), String>;
 
 /// Issue 14's targets, each read from this run's records: kube-reloader's figure, the peer's
 /// where one ran, and whether the target is met. A target whose point is not in the matrix
@@ -1429,21 +1433,23 @@ fn find_object_point(
 fn targets(results: &Value) -> String {
     const US: &str = "kube-reloader";
     let peer = results["meta"]["peer"].as_str().map(str::to_owned);
-    let verdict = |met: bool| if met { "yes" } else { "**no**" };
-    let unmeasured = "not in this matrix (BENCH_POINTS=full measures it)";
+    let unmeasured = || "not in this matrix (BENCH_POINTS=full measures it)".to_owned();
     let at_target = |r: &Value| {
         r["secrets"].as_f64() == Some(20_000.0)
             && r["secret_kib"].as_f64() == Some(10.0)
             && r["configmaps"].as_f64() == Some(5_000.0)
             && r["workloads"].as_f64() == Some(1_000.0)
     };
-    let ours = |figure: &str| find_object_point(results, US, figure, at_target).map(|p| p.1);
+    let ours = |figure: &str| find_object_point(results, US, figure, at_target);
     let theirs = |figure: &str| {
         peer.as_deref()
             .and_then(|n| find_object_point(results, n, figure, at_target))
-            .map(|p| p.1)
     };
-    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let with_peer = |value: Option<f64>, digits: usize, unit: &str| match &peer {
+        Some(name) => format!(" ({name}: {})", cell(value, digits, unit)),
+        None => String::new(),
+    };
+    let mut rows: Vec<(String, Judged)> = Vec::new();
     let (rss, anon, peak) = (
         ours("rss_after_sync"),
         ours("rss_anon_after_sync"),
@@ -1462,142 +1468,115 @@ fn targets(results: &Value) -> String {
             };
             (
                 format!("RSS after sync ≤ 1/10 of {name}'s"),
-                format!("{rss:.1} MiB vs {p:.1} MiB: 1/{:.1}{anon_ratio}", p / rss),
-                verdict(rss * 10.0 <= p).to_owned(),
+                Ok((
+                    format!("{rss:.1} MiB vs {p:.1} MiB: 1/{:.1}{anon_ratio}", p / rss),
+                    rss * 10.0 <= p,
+                )),
             )
         }
-        (Some(_), _, _) => (
+        (rss, _, _) => (
             "RSS after sync ≤ 1/10 of the peer's".to_owned(),
-            "no peer in this run (PEER=…)".to_owned(),
-            "-".to_owned(),
-        ),
-        _ => (
-            "RSS after sync ≤ 1/10 of the peer's".to_owned(),
-            unmeasured.to_owned(),
-            "-".to_owned(),
+            Err(match rss {
+                Some(_) => "no peer in this run (PEER=…)".to_owned(),
+                None => unmeasured(),
+            }),
         ),
     });
-    rows.push(match rss {
-        Some(rss) => (
-            "RSS after sync ≤ 25 MiB".to_owned(),
-            format!("{rss:.1} MiB"),
-            verdict(rss <= 25.0).to_owned(),
-        ),
-        None => (
-            "RSS after sync ≤ 25 MiB".to_owned(),
-            unmeasured.to_owned(),
-            "-".to_owned(),
-        ),
-    });
-    rows.push(match (rss, peak) {
-        (Some(rss), Some(peak)) if rss > 0.0 => (
-            "peak during the initial sync ≤ 1.5 × steady state".to_owned(),
-            format!("{peak:.1} / {rss:.1} MiB = {:.2}", peak / rss),
-            verdict(peak <= 1.5 * rss).to_owned(),
-        ),
-        _ => (
-            "peak during the initial sync ≤ 1.5 × steady state".to_owned(),
-            unmeasured.to_owned(),
-            "-".to_owned(),
-        ),
-    });
+    rows.push((
+        "RSS after sync ≤ 25 MiB".to_owned(),
+        rss.map(|rss| (format!("{rss:.1} MiB"), rss <= 25.0))
+            .ok_or_else(unmeasured),
+    ));
+    rows.push((
+        "peak during the initial sync ≤ 1.5 × steady state".to_owned(),
+        match (rss, peak) {
+            (Some(rss), Some(peak)) if rss > 0.0 => Ok((
+                format!("{peak:.1} / {rss:.1} MiB = {:.2}", peak / rss),
+                peak <= 1.5 * rss,
+            )),
+            _ => Err(unmeasured()),
+        },
+    ));
     let growth: Vec<(f64, f64)> = size_lines(results, US, "rss_after_sync")
         .into_iter()
         .filter(|(_, line)| line.len() >= 3)
         .map(|(size, line)| (size, fit(&line).1 * 1_048_576.0))
         .collect();
-    rows.push(if growth.is_empty() {
-        (
-            "RSS growth ≤ 400 B per extra Secret, whatever its size".to_owned(),
-            "needs three object points or more per size".to_owned(),
-            "-".to_owned(),
+    rows.push((
+        "RSS growth ≤ 400 B per extra Secret, whatever its size".to_owned(),
+        if growth.is_empty() {
+            Err("needs three object points or more per size".to_owned())
+        } else {
+            Ok((
+                growth
+                    .iter()
+                    .map(|(size, b)| format!("{b:.0} B ({size:.0} KiB)"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                growth.iter().all(|g| g.1 <= 400.0),
+            ))
+        },
+    ));
+    let fanout = |controller: &str| {
+        find(
+            results,
+            controller,
+            "fanout",
+            "1000 Deployments",
+            "fanout_time",
         )
-    } else {
-        (
-            "RSS growth ≤ 400 B per extra Secret, whatever its size".to_owned(),
-            growth
-                .iter()
-                .map(|(size, b)| format!("{b:.0} B ({size:.0} KiB)"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            verdict(growth.iter().all(|g| g.1 <= 400.0)).to_owned(),
-        )
-    });
-    let with_peer = |value: Option<f64>, digits: usize, unit: &str| match &peer {
-        Some(name) => format!(" ({name}: {})", cell(value, digits, unit)),
-        None => String::new(),
     };
-    let fanout = "1000 Deployments";
-    rows.push(match find(results, US, "fanout", fanout, "fanout_time") {
-        Some(t) => (
-            "fan-out to 1,000 Deployments ≤ 5 s".to_owned(),
-            format!(
-                "{t:.2} s{}",
-                with_peer(
-                    peer.as_deref()
-                        .and_then(|n| find(results, n, "fanout", fanout, "fanout_time")),
-                    1,
-                    " s"
+    rows.push((
+        "fan-out to 1,000 Deployments ≤ 5 s".to_owned(),
+        fanout(US)
+            .map(|t| {
+                (
+                    format!(
+                        "{t:.2} s{}",
+                        with_peer(peer.as_deref().and_then(fanout), 1, " s")
+                    ),
+                    t <= 5.0,
                 )
-            ),
-            verdict(t <= 5.0).to_owned(),
-        ),
-        None => (
-            "fan-out to 1,000 Deployments ≤ 5 s".to_owned(),
-            unmeasured.to_owned(),
-            "-".to_owned(),
-        ),
-    });
+            })
+            .ok_or_else(unmeasured),
+    ));
     let latency = points(results, "latency").into_iter().next();
     let per_change = |controller: &str, figure: &str| {
         latency
             .as_deref()
             .and_then(|p| find(results, controller, "latency", p, figure))
     };
-    rows.push(match per_change(US, "latency_p99") {
-        Some(p99) => (
-            "p99 single-change latency ≤ 100 ms".to_owned(),
-            format!(
-                "{p99:.0} ms{}",
-                with_peer(
-                    peer.as_deref().and_then(|n| per_change(n, "latency_p99")),
-                    0,
-                    " ms"
+    let peer_per_change = |figure: &str| peer.as_deref().and_then(|n| per_change(n, figure));
+    rows.push((
+        "p99 single-change latency ≤ 100 ms".to_owned(),
+        per_change(US, "latency_p99")
+            .map(|p99| {
+                (
+                    format!(
+                        "{p99:.0} ms{}",
+                        with_peer(peer_per_change("latency_p99"), 0, " ms")
+                    ),
+                    p99 <= 100.0,
                 )
-            ),
-            verdict(p99 <= 100.0).to_owned(),
-        ),
-        None => (
-            "p99 single-change latency ≤ 100 ms".to_owned(),
-            unmeasured.to_owned(),
-            "-".to_owned(),
-        ),
-    });
-    rows.push(
+            })
+            .ok_or_else(unmeasured),
+    ));
+    rows.push((
+        "zero LIST/GET per change".to_owned(),
         match (
             per_change(US, "api_list_per_100_changes"),
             per_change(US, "api_get_per_100_changes"),
         ) {
-            (Some(list), Some(get)) => (
-                "zero LIST/GET per change".to_owned(),
+            (Some(list), Some(get)) => Ok((
                 format!(
                     "{list:.0} LIST / {get:.0} GET per 100 changes{}",
-                    with_peer(
-                        peer.as_deref()
-                            .and_then(|n| per_change(n, "api_list_per_100_changes")),
-                        0,
-                        " LISTs"
-                    )
+                    with_peer(peer_per_change("api_list_per_100_changes"), 0, " LISTs")
                 ),
-                verdict(list == 0.0 && get == 0.0).to_owned(),
-            ),
-            _ => (
-                "zero LIST/GET per change".to_owned(),
-                unmeasured.to_owned(),
-                "-".to_owned(),
-            ),
+                list == 0.0 && get == 0.0,
+            )),
+            _ => Err(unmeasured()),
         },
-    );
+    ));
     // The largest object point of at least 100,000 objects, at the largest Secret size.
     let all = results["records"].as_array().cloned().unwrap_or_default();
     let big = all
@@ -1619,37 +1598,37 @@ fn targets(results: &Value) -> String {
             ka.0.total_cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
         })
         .and_then(|r| r["point"].as_str().map(str::to_owned));
-    rows.push(match big {
-        Some(point) => {
+    rows.push((
+        "100,000 objects: ready ≤ 30 s, RSS ≤ 80 MiB".to_owned(),
+        big.map(|point| {
             let (rss, peak, ready) = (
                 find(results, US, "objects", &point, "rss_after_sync"),
                 find(results, US, "objects", &point, "rss_peak"),
                 find(results, US, "objects", &point, "time_to_ready"),
             );
             (
-                "100,000 objects: ready ≤ 30 s, RSS ≤ 80 MiB".to_owned(),
                 format!(
                     "{point}: ready in {}, {} (peak {})",
                     cell(ready, 1, " s"),
                     cell(rss, 1, " MiB"),
                     cell(peak, 1, "")
                 ),
-                verdict(ready.is_some_and(|t| t <= 30.0) && rss.is_some_and(|m| m <= 80.0))
-                    .to_owned(),
+                ready.is_some_and(|t| t <= 30.0) && rss.is_some_and(|m| m <= 80.0),
             )
-        }
-        None => (
-            "100,000 objects: ready ≤ 30 s, RSS ≤ 80 MiB".to_owned(),
-            unmeasured.to_owned(),
-            "-".to_owned(),
-        ),
-    });
+        })
+        .ok_or_else(unmeasured),
+    ));
     let mut out = String::from(
         "At the issue's point, 20,000 Secrets x 10 KiB + 5,000 ConfigMaps + 1,000 Deployments, \
          unless the row says otherwise; read from this run's results by the bench.\n\n\
          | target | this run | met |\n|---|---|---|\n",
     );
-    for (target, figure, met) in rows {
+    for (target, judged) in rows {
+        let (figure, met) = match judged {
+            Ok((figure, true)) => (figure, "yes"),
+            Ok((figure, false)) => (figure, "**no**"),
+            Err(why) => (why, "-"),
+        };
         out += &format!("| {target} | {figure} | {met} |\n");
     }
     out
