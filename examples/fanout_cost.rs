@@ -116,7 +116,7 @@ fn main() {
             digest: Sha1Digest::parse("da39a3ee5e6b4b0d3255bfef95601890afd80709"),
             keys: Default::default(),
             keyed: Default::default(),
-            annotations: Default::default(),
+            flags: Default::default(),
             created_while_running: false,
             data_changed_at: None,
         };
@@ -124,7 +124,7 @@ fn main() {
         let source = SourceRef {
             kind: SourceKind::ConfigMap,
             name: "cfg",
-            annotations: &entry.annotations,
+            flags: entry.flags,
         };
         let (indexed, _) = index::affected(
             &store,

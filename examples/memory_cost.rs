@@ -36,7 +36,7 @@ fn entry(content: (digest::Sha1Digest, digest::KeyDigests), policy: &Policy) -> 
         digest: Some(content.0),
         keys: content.1,
         keyed: Default::default(),
-        annotations: policy.source_annotations(&Default::default()),
+        flags: policy.source_flags(&Default::default()),
         created_while_running: false,
         data_changed_at: Some(1_764_000_000),
     }

@@ -184,10 +184,7 @@ fn reason(
         Err(NoMatch::Excluded) => (false, format!("not tracked: excluded by {exclude_key}")),
         Err(NoMatch::NotOptedIn) => {
             let searching = opt_in.get(&keys.search).map(String::as_str) == Some("true");
-            let has_match = entry
-                .and_then(|e| e.annotations.get(&keys.search_match))
-                .map(String::as_str)
-                == Some("true");
+            let has_match = entry.is_some_and(|e| e.flags.matched);
             if searching && !has_match {
                 return (
                     false,
@@ -327,11 +324,10 @@ pub fn explain(
         let entry = sources.get(&(*kind, name.as_str().into()));
         let is_referenced = referenced.contains(&(*kind, name.clone()));
         let exists = entry.is_some_and(|e| e.digest.is_some());
-        let empty = BTreeMap::new();
         let source = SourceRef {
             kind: *kind,
             name,
-            annotations: entry.map(|e| &e.annotations).unwrap_or(&empty),
+            flags: entry.map(|e| e.flags).unwrap_or_default(),
         };
         let result = policy.evaluate(source, workload, &lists);
         let judged = Judged {
@@ -589,14 +585,13 @@ fn neighbour_hold(
     let timeout = limits.rollout_timeout;
     if let Some(canaries) = limits.canaries {
         for change in &reload.changes {
-            let empty = BTreeMap::new();
             let source = SourceRef {
                 kind: change.kind,
                 name: &change.name,
-                annotations: sources
+                flags: sources
                     .get(&(change.kind, change.name.as_str().into()))
-                    .map(|e| &e.annotations)
-                    .unwrap_or(&empty),
+                    .map(|e| e.flags)
+                    .unwrap_or_default(),
             };
             let others: Vec<&WorkloadView> = neighbours
                 .iter()
@@ -853,8 +848,7 @@ pub async fn read_sources(
                 digest: Some(content.digest),
                 keys: content.keys,
                 keyed: content.keyed,
-                annotations: policy
-                    .source_annotations(meta.annotations.as_ref().unwrap_or(&BTreeMap::new())),
+                flags: policy.source_flags(meta.annotations.as_ref().unwrap_or(&BTreeMap::new())),
                 created_while_running: false,
                 data_changed_at: None,
             }

@@ -25,14 +25,13 @@ pub fn affected(
     kind: SourceKind,
     name: &str,
 ) -> (Vec<WorkloadKey>, Vec<WorkloadKind>) {
-    let annotations = sources
-        .get(kind, namespace, name)
-        .map(|entry| entry.annotations)
-        .unwrap_or_default();
     let source = SourceRef {
         kind,
         name,
-        annotations: &annotations,
+        flags: sources
+            .get(kind, namespace, name)
+            .map(|entry| entry.flags)
+            .unwrap_or_default(),
     };
     let mut keys = Vec::new();
     let mut scanned = Vec::new();

@@ -1,9 +1,11 @@
 //! The digest-only source cache. A ConfigMap or Secret is hashed the moment it arrives and only
-//! `{digest, the two annotations a decision reads}` is kept: memory does not grow with data size,
-//! and Secret bytes are never stored.
+//! `{digest, per-key digests, what its ignore and match annotations say}` is kept: memory does
+//! not grow with data size, and Secret bytes are never stored.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+
+use compact_str::CompactString;
 
 use crate::model::digest::SourceKind;
 pub use crate::model::source::{NamespaceSources, SourceEntry};
@@ -59,8 +61,7 @@ impl SourceCache {
             Some(existing) if existing.digest.is_some() => {
                 let change = if existing.digest != entry.digest {
                     Change::DataChanged
-                } else if existing.annotations != entry.annotations || existing.keyed != entry.keyed
-                {
+                } else if existing.flags != entry.flags || existing.keyed != entry.keyed {
                     // New keyed digests of the same data (the digest key rotated): re-plan, so
                     // ledgers are rewritten in the new form; no data change.
                     Change::AnnotationsChanged
@@ -97,7 +98,7 @@ impl SourceCache {
         let Some(slot) = map.get_mut(namespace) else {
             return;
         };
-        let key = (kind, Box::from(name));
+        let key = (kind, CompactString::from(name));
         if keep_tombstone {
             if let Some(entry) = slot.get_mut(&key) {
                 entry.digest = None;
@@ -135,7 +136,7 @@ impl SourceCache {
                 match fresh.remove(&(ns.clone(), name.to_string())) {
                     Some(new) => {
                         if new.digest != entry.digest
-                            || new.annotations != entry.annotations
+                            || new.flags != entry.flags
                             || new.keyed != entry.keyed
                         {
                             changed.insert(ns.clone());
@@ -240,14 +241,13 @@ impl SourceCache {
 mod tests {
     use super::*;
     use crate::model::digest::Sha1Digest;
-    use std::collections::BTreeMap;
 
     fn entry(digest: &str) -> SourceEntry {
         SourceEntry {
             digest: Sha1Digest::parse(&digest.repeat(40)[..40]),
             keys: Default::default(),
             keyed: Default::default(),
-            annotations: BTreeMap::new(),
+            flags: Default::default(),
             created_while_running: false,
             data_changed_at: Some(7),
         }
@@ -294,9 +294,7 @@ mod tests {
             Change::DataChanged
         );
         let mut annotated = entry("2");
-        annotated
-            .annotations
-            .insert("reloader.stakater.com/match".into(), "true".into());
+        annotated.flags.matched = true;
         assert_eq!(
             cache.upsert(SourceKind::ConfigMap, "ns", "a", annotated),
             Change::AnnotationsChanged

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use compact_str::CompactString;
 use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::model::annotations::Annotations;
@@ -369,7 +370,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool)
             candidates.extend(
                 input
                     .sources
-                    .range((kind, Box::<str>::default())..)
+                    .range((kind, CompactString::default())..)
                     .take_while(|((k, _), _)| *k == kind)
                     .map(|((k, name), _)| (*k, &**name)),
             );
@@ -388,7 +389,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool)
         let source = SourceRef {
             kind,
             name,
-            annotations: &entry.annotations,
+            flags: entry.flags,
         };
         let Ok(matched) = input.policy.evaluate(source, workload, &lists) else {
             continue;
@@ -484,15 +485,17 @@ mod tests {
             .iter()
             .map(|(kind, name, digest, annotations)| {
                 (
-                    (*kind, Box::from(*name)),
+                    (*kind, (*name).into()),
                     SourceEntry {
                         digest: digest.and_then(Sha1Digest::parse),
                         keys: Default::default(),
                         keyed: Default::default(),
-                        annotations: annotations
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .collect(),
+                        flags: Policy::default().source_flags(
+                            &annotations
+                                .iter()
+                                .map(|(k, v)| (k.to_string(), v.to_string()))
+                                .collect(),
+                        ),
                         created_while_running: false,
                         data_changed_at: None,
                     },
@@ -510,7 +513,7 @@ mod tests {
                 digest: Some(digest),
                 keys,
                 keyed: Default::default(),
-                annotations: BTreeMap::new(),
+                flags: Default::default(),
                 created_while_running: false,
                 data_changed_at: None,
             },

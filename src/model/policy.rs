@@ -7,6 +7,7 @@ use regex::Regex;
 
 use crate::model::annotations::Annotations;
 use crate::model::digest::SourceKind;
+use crate::model::source::SourceFlags;
 use crate::model::workload::WorkloadKind;
 
 /// Opt-out key on SecretProviderClass objects has no flag; these keys are fixed upstream.
@@ -237,8 +238,8 @@ pub struct SourceRef<'a> {
     pub kind: SourceKind,
     /// Its name.
     pub name: &'a str,
-    /// Its annotations (ignore, match).
-    pub annotations: &'a BTreeMap<String, String>,
+    /// What its ignore and match annotations say.
+    pub flags: SourceFlags,
 }
 
 /// The annotation keys of one source kind: named list, typed auto, exclude list.
@@ -301,16 +302,14 @@ impl Policy {
         }
     }
 
-    /// The annotations of a source that a decision reads (ignore and match); the rest is
+    /// What a source's annotations decide (ignore and match); the annotations themselves are
     /// dropped on arrival.
-    pub fn source_annotations(
-        &self,
-        annotations: &BTreeMap<String, String>,
-    ) -> BTreeMap<String, String> {
-        [&self.keys.ignore, &self.keys.search_match]
-            .into_iter()
-            .filter_map(|key| Some((key.clone(), annotations.get(key)?.clone())))
-            .collect()
+    pub fn source_flags(&self, annotations: &BTreeMap<String, String>) -> SourceFlags {
+        let is_true = |key: &str| annotations.get(key).map(String::as_str) == Some("true");
+        SourceFlags {
+            ignored: is_true(&self.keys.ignore),
+            matched: is_true(&self.keys.search_match),
+        }
     }
 
     /// The (named list, typed auto, exclude) annotation keys for sources of `kind`.
@@ -335,12 +334,7 @@ impl Policy {
         if ignored_kind {
             return Err(NoMatch::IgnoredWorkloadType);
         }
-        if source
-            .annotations
-            .get(&self.keys.ignore)
-            .map(String::as_str)
-            == Some("true")
-        {
+        if source.flags.ignored {
             return Err(NoMatch::SourceIgnored);
         }
         let (_, typed_auto_key, exclude_key) = kind_keys(&self.keys, source.kind);
@@ -355,13 +349,7 @@ impl Policy {
         if lists.get(source.kind).matches(source.name) {
             return Ok(Match::Named);
         }
-        if get(&self.keys.search) == "true"
-            && source
-                .annotations
-                .get(&self.keys.search_match)
-                .map(String::as_str)
-                == Some("true")
-        {
+        if get(&self.keys.search) == "true" && source.flags.matched {
             return Ok(Match::Search);
         }
         let auto = get(&self.keys.auto);
@@ -420,7 +408,7 @@ mod tests {
             SourceRef {
                 kind: case.kind,
                 name: case.name,
-                annotations: &source,
+                flags: policy.source_flags(&source),
             },
             workload,
             &lists,
@@ -433,6 +421,31 @@ mod tests {
 
     const CM: SourceKind = SourceKind::ConfigMap;
     const SECRET: SourceKind = SourceKind::Secret;
+
+    #[test]
+    fn source_flags_are_exactly_true() {
+        let policy = Policy::default();
+        let ignore = "reloader.stakater.com/ignore";
+        let matches = "reloader.stakater.com/match";
+        #[rustfmt::skip]
+        let cases: [(&[(&str, &str)], SourceFlags); 7] = [
+            (&[], SourceFlags::default()),
+            (&[(ignore, "true")], SourceFlags { ignored: true, matched: false }),
+            (&[(matches, "true")], SourceFlags { ignored: false, matched: true }),
+            (&[(ignore, "true"), (matches, "true")], SourceFlags { ignored: true, matched: true }),
+            // Upstream compares with "true" exactly: Go's other truth values do not count.
+            (&[(ignore, "True"), (matches, "1")], SourceFlags::default()),
+            (&[(ignore, " true"), (matches, "yes")], SourceFlags::default()),
+            (&[("reloader.stakater.com/auto", "true")], SourceFlags::default()),
+        ];
+        for (annotations, expected) in cases {
+            assert_eq!(
+                policy.source_flags(&map(annotations)),
+                expected,
+                "{annotations:?}"
+            );
+        }
+    }
 
     #[test]
     fn decision_table() {

@@ -1,8 +1,10 @@
 //! What is kept of one reload source (ConfigMap, Secret, SecretProviderClass): its digest and
-//! the two annotations a decision reads. The data itself is hashed on arrival and dropped; a
-//! digest per key stays, for key-level triggers.
+//! what the two annotations a decision reads decide. The data itself is hashed on
+//! arrival and dropped; a digest per key stays, for key-level triggers.
 
 use std::collections::BTreeMap;
+
+use compact_str::CompactString;
 
 use crate::model::digest::{KeyDigests, Sha1Digest, SourceKind};
 use crate::model::keyed::KeyedDigests;
@@ -17,8 +19,8 @@ pub struct SourceEntry {
     pub keys: KeyDigests,
     /// A Secret's keyed digests, when digest keys are configured (empty otherwise).
     pub keyed: KeyedDigests,
-    /// Only the ignore and match annotations (the rest is dropped).
-    pub annotations: BTreeMap<String, String>,
+    /// What its ignore and match annotations say (the annotations themselves are dropped).
+    pub flags: SourceFlags,
     /// Appeared after the initial sync (for `--reload-on-create`).
     pub created_while_running: bool,
     /// Unix seconds when we saw its data change while running (`None` when unchanged since
@@ -27,9 +29,21 @@ pub struct SourceEntry {
     pub data_changed_at: Option<i64>,
 }
 
-/// The sources of one namespace, by kind and name (a boxed name: the cache holds tens of
-/// thousands).
-pub type NamespaceSources = BTreeMap<(SourceKind, Box<str>), SourceEntry>;
+/// What a source's two decision annotations say, as two bits instead of their strings (the
+/// cache holds one per source): upstream compares both with `"true"` exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceFlags {
+    /// Its ignore annotation (`reloader.stakater.com/ignore`) is `"true"`: nothing reloads
+    /// for it.
+    pub ignored: bool,
+    /// Its match annotation (`reloader.stakater.com/match`) is `"true"`: workloads that set
+    /// `reloader.stakater.com/search` track it.
+    pub matched: bool,
+}
+
+/// The sources of one namespace, by kind and name (a name of up to 24 bytes is stored inline,
+/// without an allocation of its own: the cache holds tens of thousands).
+pub type NamespaceSources = BTreeMap<(SourceKind, CompactString), SourceEntry>;
 
 /// What a source's data is digested into on arrival (the data itself is dropped).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -277,14 +277,10 @@ fn canary(
     let mut strictest = (CanaryState::Ungated, None, false);
     for change in reload.changes.iter().filter(|c| c.cause != Cause::Deleted) {
         let source_entry = ctx.sources.get(change.kind, ns, &change.name);
-        let empty = BTreeMap::new();
         let source = SourceRef {
             kind: change.kind,
             name: &change.name,
-            annotations: source_entry
-                .as_ref()
-                .map(|e| &e.annotations)
-                .unwrap_or(&empty),
+            flags: source_entry.as_ref().map(|e| e.flags).unwrap_or_default(),
         };
         let waiting_since = source_entry
             .as_ref()

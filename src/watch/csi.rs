@@ -3,7 +3,7 @@
 //! one on rotation; the ledger makes the other pods' updates no-ops, upstream's dedup). The
 //! class's ignore/match annotations come from the class itself, as upstream reads them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::model::digest::{self, Sha1Digest, SourceKind};
-use crate::model::source::SourceEntry;
+use crate::model::source::{SourceEntry, SourceFlags};
 use crate::reconcile::Context;
 use crate::reconcile::sync::Watched;
 use crate::watch::custom::{SecretProviderClass, SecretProviderClassPodStatus};
@@ -24,8 +24,9 @@ pub struct CsiState {
     /// Per (namespace, class): the resourceVersion and digest of the newest pod status seen,
     /// so one stale pod status never turns a class's digest back.
     newest: Mutex<HashMap<(String, String), (u64, Sha1Digest)>>,
-    /// Annotations (ignore, match) of SecretProviderClasses, by (namespace, name).
-    annotations: Mutex<HashMap<(String, String), BTreeMap<String, String>>>,
+    /// What the ignore and match annotations of SecretProviderClasses say, by (namespace,
+    /// name).
+    flags: Mutex<HashMap<(String, String), SourceFlags>>,
     /// Per pod status (namespace, name): the digest of its own objects (`None` without
     /// objects), so an update is compared with that status's previous version, as upstream's
     /// update handler does (webhook POSTs, `no_data_change`).
@@ -65,15 +66,15 @@ pub async fn watch_classes(ctx: Arc<Context>, namespace: Option<String>) {
                 let Some(ns) = class.namespace() else {
                     continue;
                 };
-                let annotations = ctx.settings.policy.source_annotations(class.annotations());
+                let flags = ctx.settings.policy.source_flags(class.annotations());
                 let name = class.name_any();
-                lock(&ctx.csi.annotations).insert((ns.clone(), name.clone()), annotations.clone());
+                lock(&ctx.csi.flags).insert((ns.clone(), name.clone()), flags);
                 // A status seen before its class carries no annotations yet: fix it up.
                 let kind = SourceKind::SecretProviderClass;
                 if let Some(mut entry) = ctx.sources.get(kind, &ns, &name)
-                    && entry.annotations != annotations
+                    && entry.flags != flags
                 {
-                    entry.annotations = annotations;
+                    entry.flags = flags;
                     if ctx.sources.upsert(kind, &ns, &name, entry).is_relevant()
                         && ctx.sync.sources_synced()
                     {
@@ -83,7 +84,7 @@ pub async fn watch_classes(ctx: Arc<Context>, namespace: Option<String>) {
             }
             Ok(watcher::Event::Delete(class)) => {
                 if let Some(ns) = class.namespace() {
-                    lock(&ctx.csi.annotations).remove(&(ns, class.name_any()));
+                    lock(&ctx.csi.flags).remove(&(ns, class.name_any()));
                 }
             }
             Ok(watcher::Event::InitDone) => {
@@ -220,16 +221,16 @@ fn observe(ctx: &Context, status: &SecretProviderClassPodStatus) -> Option<(Stri
         }
         *slot = (version, digest);
     }
-    let annotations = lock(&ctx.csi.annotations)
+    let flags = lock(&ctx.csi.flags)
         .get(&(ns.clone(), class.clone()))
-        .cloned()
+        .copied()
         .unwrap_or_default();
     let entry = SourceEntry {
         digest: Some(digest),
         // A SecretProviderClass has no keys: always whole-object.
         keys: Default::default(),
         keyed: Default::default(),
-        annotations,
+        flags,
         created_while_running: false,
         data_changed_at: Some(crate::reconcile::unix_now()),
     };

@@ -83,7 +83,7 @@ pub async fn run<K>(
             digest: Some(digest),
             keys,
             keyed,
-            annotations: ctx.settings.policy.source_annotations(object.annotations()),
+            flags: ctx.settings.policy.source_flags(object.annotations()),
             created_while_running: created,
             // Kept by the cache only when the digest differs from the one it held.
             data_changed_at: Some(crate::reconcile::unix_now()),
