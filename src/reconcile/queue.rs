@@ -25,6 +25,8 @@ struct State {
     /// Keys added while active: run again at this time once done.
     dirty: HashMap<WorkloadKey, Instant>,
     failures: HashMap<WorkloadKey, u32>,
+    /// Keys done since the queue was last drained after a burst.
+    done_since_drain: u32,
     closed: bool,
 }
 
@@ -62,6 +64,10 @@ pub struct QueueMetrics {
     /// Seconds a key waited from ready to picked up.
     pub latency: Histogram,
 }
+
+/// How many keys a burst has at least for [`WorkQueue::done`] to report it drained: a single
+/// change's plan frees little, a fan-out's or a first start's writes free their buffers at once.
+pub const DRAINED_BURST: u32 = 16;
 
 /// A deduplicating queue of workload keys with delayed entries and per-key failure counts.
 #[derive(Debug, Default)]
@@ -165,19 +171,31 @@ impl WorkQueue {
     }
 
     /// Marks a key done; on success its failure count resets. A key re-added meanwhile is
-    /// queued again for the time it was re-added for.
-    pub fn done(&self, key: &WorkloadKey, succeeded: bool) {
-        let again = {
+    /// queued again for the time it was re-added for. True when this drained a burst: at least
+    /// [`DRAINED_BURST`] keys were done since the last drain, and none is ready or running now
+    /// (delayed keys do not count), the moment to give the burst's freed memory back.
+    pub fn done(&self, key: &WorkloadKey, succeeded: bool) -> bool {
+        let (again, drained) = {
             let mut state = self.lock();
             state.active.remove(key);
             if succeeded {
                 state.failures.remove(key);
             }
-            state.dirty.remove(key)
+            state.done_since_drain = state.done_since_drain.saturating_add(1);
+            let again = state.dirty.remove(key);
+            let drained = again.is_none()
+                && state.ready.is_empty()
+                && state.active.is_empty()
+                && state.done_since_drain >= DRAINED_BURST;
+            if drained {
+                state.done_since_drain = 0;
+            }
+            (again, drained)
         };
         if let Some(at) = again {
             self.add_at(key.clone(), at);
         }
+        drained
     }
 
     /// Counts a failed attempt of `key`; returns how many in a row (1 for the first).
@@ -257,6 +275,43 @@ mod tests {
             "dirty key runs once more"
         );
         assert_eq!(queue.depth(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_drained_once_nothing_is_ready_or_running() {
+        let queue = WorkQueue::default();
+        let burst = usize::try_from(DRAINED_BURST).unwrap();
+        for i in 0..burst {
+            queue.add(key(&i.to_string()));
+        }
+        // Two keys running at once: the first done leaves the other running.
+        let mut drained = Vec::new();
+        for _ in 0..burst / 2 {
+            let a = queue.next().await.unwrap();
+            let b = queue.next().await.unwrap();
+            drained.push(queue.done(&a, true));
+            drained.push(queue.done(&b, true));
+        }
+        let last = drained.pop();
+        assert_eq!(last, Some(true), "the burst's last key drains it");
+        assert!(drained.iter().all(|d| !d), "not before: {drained:?}");
+        // The count starts again: a single change afterwards is no burst.
+        queue.add(key("x"));
+        let x = queue.next().await.unwrap();
+        assert!(!queue.done(&x, true));
+        // A key re-added while running is not drained: it runs again.
+        let queue = WorkQueue::default();
+        for i in 1..burst {
+            queue.add(key(&i.to_string()));
+            let k = queue.next().await.unwrap();
+            assert!(!queue.done(&k, true), "one at a time, short of a burst");
+        }
+        queue.add(key("last"));
+        let last = queue.next().await.unwrap();
+        queue.add(last.clone());
+        assert!(!queue.done(&last, true), "dirty: it runs once more");
+        let again = queue.next().await.unwrap();
+        assert!(queue.done(&again, true));
     }
 
     #[tokio::test(start_paused = true)]

@@ -67,11 +67,11 @@ async fn finish(ctx: &Context, key: &WorkloadKey, attempt: Attempt, started: Ins
     match attempt {
         Attempt::Skipped => {
             ctx.metrics.reconciled("skipped", seconds);
-            ctx.queue.done(key, true);
+            release(ctx, key, true);
         }
         Attempt::Wrote => {
             ctx.metrics.reconciled("success", seconds);
-            ctx.queue.done(key, true);
+            release(ctx, key, true);
             // Plan once more from what the write returned: it is current, or waits for a time
             // (a pause period), or continues a sequence (a Job re-creation).
             ctx.enqueue(key.clone());
@@ -99,7 +99,7 @@ async fn finish(ctx: &Context, key: &WorkloadKey, attempt: Attempt, started: Ins
                 ctx.metrics.reconciled("skipped", seconds);
                 tracing::debug!(workload = %key, class = error.class(), error = %error, "write not done; planning again");
             }
-            ctx.queue.done(key, false);
+            release(ctx, key, false);
             if let Some(delay) = response.retry_in {
                 ctx.queue.add_after(key.clone(), delay);
             }
@@ -111,6 +111,14 @@ async fn finish(ctx: &Context, key: &WorkloadKey, attempt: Attempt, started: Ins
                     .await;
             }
         }
+    }
+}
+
+/// Marks `key` done; when that drained a burst of work (a fan-out, a first start's baselines),
+/// gives the memory its requests and responses freed back to the kernel, as after a list.
+fn release(ctx: &Context, key: &WorkloadKey, succeeded: bool) {
+    if ctx.queue.done(key, succeeded) {
+        crate::ops::memory::release_free_memory();
     }
 }
 
