@@ -277,15 +277,11 @@ pub fn explain(
         let (named_key, _, _) = policy.keys_for(kind);
         for item in &list.items {
             let matched: Vec<&str> = sources
-                .keys()
-                .filter(|(k, n)| {
-                    *k == kind
-                        && match item {
-                            ListItem::Exact(exact) => **exact == **n,
-                            ListItem::Pattern(pattern) => pattern.is_match(n),
-                        }
+                .names(kind)
+                .filter(|n| match item {
+                    ListItem::Exact(exact) => **exact == **n,
+                    ListItem::Pattern(pattern) => pattern.is_match(n),
                 })
-                .map(|(_, n)| &**n)
                 .collect();
             let written = match item {
                 ListItem::Exact(exact) => exact.clone(),
@@ -321,19 +317,19 @@ pub fn explain(
         if *kind == SourceKind::SecretProviderClass {
             continue;
         }
-        let entry = sources.get(&(*kind, name.as_str().into()));
+        let entry = sources.get(*kind, name);
         let is_referenced = referenced.contains(&(*kind, name.clone()));
-        let exists = entry.is_some_and(|e| e.digest.is_some());
+        let exists = entry.as_ref().is_some_and(|e| e.digest.is_some());
         let source = SourceRef {
             kind: *kind,
             name,
-            flags: entry.map(|e| e.flags).unwrap_or_default(),
+            flags: entry.as_ref().map(|e| e.flags).unwrap_or_default(),
         };
         let result = policy.evaluate(source, workload, &lists);
         let judged = Judged {
             kind: *kind,
             name,
-            entry,
+            entry: entry.as_ref(),
             result,
             referenced: is_referenced,
         };
@@ -357,7 +353,7 @@ pub fn explain(
                 }
             );
         }
-        let marker = entry.and_then(|e| e.digest).map(|d| d.marker());
+        let marker = entry.as_ref().and_then(|e| e.digest).map(|d| d.marker());
         let digest = marker.as_ref().map(|d| d.as_str().to_owned());
         let env_var = env_var_name(name, *kind);
         let env_value = pod
@@ -378,7 +374,7 @@ pub fn explain(
             .map(|d| (d.to_owned(), "ledger kube-reloader.io/digests"))
             .or(env_value.map(|v| (v, "env var")))
             .or(last.map(|v| (v, "last-reloaded-from")));
-        let now = entry.zip(marker.as_ref()).map(|(e, sha1)| {
+        let now = entry.as_ref().zip(marker.as_ref()).map(|(e, sha1)| {
             (
                 DataNow {
                     sha1,
@@ -589,7 +585,7 @@ fn neighbour_hold(
                 kind: change.kind,
                 name: &change.name,
                 flags: sources
-                    .get(&(change.kind, change.name.as_str().into()))
+                    .get(change.kind, &change.name)
                     .map(|e| e.flags)
                     .unwrap_or_default(),
             };
@@ -603,22 +599,20 @@ fn neighbour_hold(
                         PodTemplate::of(v),
                         source,
                         &settings.policy,
-                    ) && !sources
-                        .get(&(change.kind, change.name.as_str().into()))
-                        .is_some_and(|e| {
-                            e.digest.is_some_and(|sha1| {
-                                keys::workload_ignores_change(
-                                    v,
-                                    settings.key_level_triggers,
-                                    (change.kind, &change.name),
-                                    DataNow {
-                                        sha1: &sha1.marker(),
-                                        keyed: &e.keyed,
-                                    },
-                                    &e.keys,
-                                )
-                            })
+                    ) && !sources.get(change.kind, &change.name).is_some_and(|e| {
+                        e.digest.is_some_and(|sha1| {
+                            keys::workload_ignores_change(
+                                v,
+                                settings.key_level_triggers,
+                                (change.kind, &change.name),
+                                DataNow {
+                                    sha1: &sha1.marker(),
+                                    keyed: &e.keyed,
+                                },
+                                &e.keys,
+                            )
                         })
+                    })
                 })
                 .chain(std::iter::once(view))
                 .collect();
@@ -861,7 +855,8 @@ pub async fn read_sources(
     for cm in &configmaps.items {
         if let Some(name) = cm.metadata.name.clone() {
             sources.insert(
-                (SourceKind::ConfigMap, name.into()),
+                SourceKind::ConfigMap,
+                &name,
                 entry(
                     {
                         let (digest, keys) = digest::configmap_keyed(cm);
@@ -883,7 +878,8 @@ pub async fn read_sources(
     for secret in &secrets.items {
         if let Some(name) = secret.metadata.name.clone() {
             sources.insert(
-                (SourceKind::Secret, name.into()),
+                SourceKind::Secret,
+                &name,
                 entry(
                     {
                         let (digest, keys, keyed) = digest::secret_forms_of(secret, digest_keys);

@@ -57,7 +57,7 @@ impl SourceCache {
     ) -> Change {
         let mut map = self.write();
         let slot = map.entry(namespace.to_owned()).or_default();
-        match slot.get_mut(&(kind, name.into())) {
+        match slot.get(kind, name) {
             Some(existing) if existing.digest.is_some() => {
                 let change = if existing.digest != entry.digest {
                     Change::DataChanged
@@ -73,11 +73,16 @@ impl SourceCache {
                 } else {
                     existing.data_changed_at
                 };
-                *existing = SourceEntry {
+                // Most updates change nothing kept here (metadata the cache drops): leave the
+                // key-digest buffer alone.
+                let next = SourceEntry {
                     created_while_running: existing.created_while_running,
                     data_changed_at,
                     ..entry
                 };
+                if next != existing {
+                    slot.insert(kind, name, next);
+                }
                 change
             }
             _ => {
@@ -86,7 +91,7 @@ impl SourceCache {
                     data_changed_at: None,
                     ..entry
                 };
-                slot.insert((kind, name.into()), entry);
+                slot.insert(kind, name, entry);
                 Change::Created
             }
         }
@@ -98,15 +103,12 @@ impl SourceCache {
         let Some(slot) = map.get_mut(namespace) else {
             return;
         };
-        let key = (kind, CompactString::from(name));
         if keep_tombstone {
-            if let Some(entry) = slot.get_mut(&key) {
-                entry.digest = None;
-                entry.keys = Default::default();
-                entry.keyed = Default::default();
+            if let Some(entry) = slot.get(kind, name) {
+                slot.insert(kind, name, entry.tombstone());
             }
         } else {
-            slot.remove(&key);
+            slot.remove(kind, name);
             if slot.is_empty() {
                 map.remove(namespace);
             }
@@ -120,20 +122,36 @@ impl SourceCache {
         &self,
         kind: SourceKind,
         namespace: Option<&str>,
-        mut fresh: HashMap<(String, String), SourceEntry>,
+        fresh: HashMap<(String, String), SourceEntry>,
         keep_tombstones: bool,
     ) -> Vec<String> {
         let mut map = self.write();
         let mut changed = std::collections::BTreeSet::new();
-        for (ns, slot) in map.iter_mut() {
-            if namespace.is_some_and(|n| n != ns) {
-                continue;
-            }
-            slot.retain(|(k, name), entry| {
-                if *k != kind {
-                    return true;
+        let mut by_namespace: HashMap<String, Vec<(String, SourceEntry)>> = HashMap::new();
+        for ((ns, name), entry) in fresh {
+            by_namespace.entry(ns).or_default().push((name, entry));
+        }
+        let touched: std::collections::BTreeSet<String> = map
+            .keys()
+            .filter(|ns| namespace.is_none_or(|n| n == ns.as_str()))
+            .chain(by_namespace.keys())
+            .cloned()
+            .collect();
+        for ns in touched {
+            let mut listed: HashMap<CompactString, SourceEntry> = by_namespace
+                .remove(&ns)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, entry)| (CompactString::from(name), entry))
+                .collect();
+            let old = map.remove(&ns).unwrap_or_default();
+            let mut next = Vec::with_capacity(old.len() + listed.len());
+            for ((k, name), entry) in old {
+                if k != kind {
+                    next.push(((k, name), entry));
+                    continue;
                 }
-                match fresh.remove(&(ns.clone(), name.to_string())) {
+                match listed.remove(&name) {
                     Some(new) => {
                         if new.digest != entry.digest
                             || new.flags != entry.flags
@@ -146,48 +164,43 @@ impl SourceCache {
                         } else {
                             entry.data_changed_at
                         };
-                        *entry = SourceEntry {
+                        let merged = SourceEntry {
                             created_while_running: entry.created_while_running,
                             data_changed_at,
                             ..new
                         };
-                        true
+                        next.push(((k, name), merged));
                     }
-                    None if entry.digest.is_none() => keep_tombstones,
+                    None if entry.digest.is_none() => {
+                        if keep_tombstones {
+                            next.push(((k, name), entry));
+                        }
+                    }
                     None => {
                         changed.insert(ns.clone());
                         if keep_tombstones {
-                            entry.digest = None;
-                            entry.keys = Default::default();
-                            entry.keyed = Default::default();
+                            next.push(((k, name), entry.tombstone()));
                         }
-                        keep_tombstones
                     }
                 }
-            });
-        }
-        let mut grown = std::collections::BTreeSet::new();
-        for ((ns, name), mut entry) in fresh {
-            entry.data_changed_at = None;
-            changed.insert(ns.clone());
-            map.entry(ns.clone())
-                .or_default()
-                .insert((kind, name.into()), entry);
-            grown.insert(ns);
-        }
-        // Entries inserted one by one leave the tree's nodes a third empty on average; built
-        // again from its sorted entries, every node is full (what an initial list of tens of
-        // thousands of sources costs most).
-        for ns in &grown {
-            if let Some(slot) = map.get_mut(ns) {
-                *slot = std::mem::take(slot).into_iter().collect();
+            }
+            for (name, mut entry) in listed {
+                entry.data_changed_at = None;
+                changed.insert(ns.clone());
+                next.push(((kind, name), entry));
+            }
+            // Built again from its sorted entries, every node of the tree is full (inserted
+            // one by one they stay a third empty) and the key-digest buffer holds no garbage:
+            // what an initial list of tens of thousands of sources costs most.
+            if !next.is_empty() {
+                map.insert(ns, next.into_iter().collect());
             }
         }
-        map.retain(|_, slot| !slot.is_empty());
         changed.into_iter().collect()
     }
 
-    /// Runs `f` on the sources of one namespace, under the read lock (no copy).
+    /// Runs `f` on the sources of one namespace, under the read lock (the namespace is not
+    /// copied; each entry `f` reads is).
     pub fn with_namespace<T>(&self, namespace: &str, f: impl FnOnce(&NamespaceSources) -> T) -> T {
         static EMPTY: NamespaceSources = NamespaceSources::new();
         let map = self.read();
@@ -198,7 +211,7 @@ impl SourceCache {
     pub fn namespace(&self, namespace: &str) -> Vec<((SourceKind, String), SourceEntry)> {
         self.with_namespace(namespace, |slot| {
             slot.iter()
-                .map(|((kind, name), v)| ((*kind, name.to_string()), v.clone()))
+                .map(|(kind, name, entry)| ((kind, name.to_owned()), entry))
                 .collect()
         })
     }
@@ -207,16 +220,12 @@ impl SourceCache {
     pub fn get(&self, kind: SourceKind, namespace: &str, name: &str) -> Option<SourceEntry> {
         self.read()
             .get(namespace)
-            .and_then(|slot| slot.get(&(kind, name.into())))
-            .cloned()
+            .and_then(|slot| slot.get(kind, name))
     }
 
     /// Number of live (non-tombstone) sources, for metrics and tests.
     pub fn len(&self) -> usize {
-        self.read()
-            .values()
-            .map(|slot| slot.values().filter(|e| e.digest.is_some()).count())
-            .sum()
+        self.read().values().map(NamespaceSources::live).sum()
     }
 
     /// Whether the cache holds no live source.

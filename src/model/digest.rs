@@ -200,6 +200,16 @@ impl KeyDigests {
         Self(packed.into_boxed_slice())
     }
 
+    /// The packed form, for a cache that keeps many sources' digests in one buffer.
+    pub(crate) fn packed(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// From bytes [`KeyDigests::packed`] gave.
+    pub(crate) fn from_packed(packed: &[u8]) -> Self {
+        Self(packed.into())
+    }
+
     /// The (key, digest) pairs, sorted by key.
     fn iter(&self) -> impl Iterator<Item = (&str, &[u8; KEY_DIGEST_LEN])> {
         let mut rest: &[u8] = &self.0;

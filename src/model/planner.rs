@@ -6,7 +6,6 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use compact_str::CompactString;
 use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::model::annotations::Annotations;
@@ -367,13 +366,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool)
     for kind in SOURCE_KINDS {
         let list = lists.get(kind);
         if list.has_patterns() {
-            candidates.extend(
-                input
-                    .sources
-                    .range((kind, CompactString::default())..)
-                    .take_while(|((k, _), _)| *k == kind)
-                    .map(|((k, name), _)| (*k, &**name)),
-            );
+            candidates.extend(input.sources.names(kind).map(|name| (kind, name)));
         } else {
             candidates.extend(list.exact_names().map(|name| (kind, name)));
         }
@@ -382,7 +375,7 @@ fn tracked_sources(input: &PlanInput<'_>, pod: PodTemplate<'_>, key_level: bool)
     let mut deleted = Vec::new();
     let mut keep = BTreeSet::new();
     for (kind, name) in candidates {
-        let Some(entry) = input.sources.get(&(kind, name.into())) else {
+        let Some(entry) = input.sources.get(kind, name) else {
             keep.insert(env_var_name(name, kind));
             continue;
         };
@@ -944,9 +937,16 @@ mod tests {
                 ledger: String::new()
             }
         );
-        let mut born = sources(&[(CM, "cfg", Some(B), &[])]);
-        born.values_mut()
-            .for_each(|e| e.created_while_running = true);
+        let born: NamespaceSources = sources(&[(CM, "cfg", Some(B), &[])])
+            .into_iter()
+            .map(|(key, entry)| {
+                let entry = SourceEntry {
+                    created_while_running: true,
+                    ..entry
+                };
+                (key, entry)
+            })
+            .collect();
         let fresh = view(WorkloadKind::Deployment, &[AUTO], uses("cfg"));
         let create = PlanOptions {
             reload_on_create: true,
