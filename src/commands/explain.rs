@@ -581,13 +581,11 @@ fn neighbour_hold(
     let timeout = limits.rollout_timeout;
     if let Some(canaries) = limits.canaries {
         for change in &reload.changes {
+            let entry = sources.get(change.kind, &change.name);
             let source = SourceRef {
                 kind: change.kind,
                 name: &change.name,
-                flags: sources
-                    .get(change.kind, &change.name)
-                    .map(|e| e.flags)
-                    .unwrap_or_default(),
+                flags: entry.as_ref().map(|e| e.flags).unwrap_or_default(),
             };
             let others: Vec<&WorkloadView> = neighbours
                 .iter()
@@ -599,7 +597,7 @@ fn neighbour_hold(
                         PodTemplate::of(v),
                         source,
                         &settings.policy,
-                    ) && !sources.get(change.kind, &change.name).is_some_and(|e| {
+                    ) && !entry.as_ref().is_some_and(|e| {
                         e.digest.is_some_and(|sha1| {
                             keys::workload_ignores_change(
                                 v,

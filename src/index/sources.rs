@@ -40,6 +40,32 @@ impl Change {
     }
 }
 
+/// `fresh` taking the place of `existing`: what changed, and the entry to keep, which keeps
+/// whether the source appeared while running and, unless its data changed now, when it last
+/// changed.
+fn succeed(existing: &SourceEntry, fresh: SourceEntry) -> (Change, SourceEntry) {
+    let change = if existing.digest != fresh.digest {
+        Change::DataChanged
+    } else if existing.flags != fresh.flags || existing.keyed != fresh.keyed {
+        // New keyed digests of the same data (the digest key rotated): re-plan, so ledgers are
+        // rewritten in the new form; no data change.
+        Change::AnnotationsChanged
+    } else {
+        Change::NoDataChange
+    };
+    let data_changed_at = if change == Change::DataChanged {
+        fresh.data_changed_at
+    } else {
+        existing.data_changed_at
+    };
+    let kept = SourceEntry {
+        created_while_running: existing.created_while_running,
+        data_changed_at,
+        ..fresh
+    };
+    (change, kept)
+}
+
 /// All sources in scope, by namespace.
 #[derive(Debug, Default)]
 pub struct SourceCache {
@@ -59,27 +85,9 @@ impl SourceCache {
         let slot = map.entry(namespace.to_owned()).or_default();
         match slot.get(kind, name) {
             Some(existing) if existing.digest.is_some() => {
-                let change = if existing.digest != entry.digest {
-                    Change::DataChanged
-                } else if existing.flags != entry.flags || existing.keyed != entry.keyed {
-                    // New keyed digests of the same data (the digest key rotated): re-plan, so
-                    // ledgers are rewritten in the new form; no data change.
-                    Change::AnnotationsChanged
-                } else {
-                    Change::NoDataChange
-                };
-                let data_changed_at = if change == Change::DataChanged {
-                    entry.data_changed_at
-                } else {
-                    existing.data_changed_at
-                };
+                let (change, next) = succeed(&existing, entry);
                 // Most updates change nothing kept here (metadata the cache drops): leave the
                 // key-digest buffer alone.
-                let next = SourceEntry {
-                    created_while_running: existing.created_while_running,
-                    data_changed_at,
-                    ..entry
-                };
                 if next != existing {
                     slot.insert(kind, name, next);
                 }
@@ -153,22 +161,11 @@ impl SourceCache {
                 }
                 match listed.remove(&name) {
                     Some(new) => {
-                        if new.digest != entry.digest
-                            || new.flags != entry.flags
-                            || new.keyed != entry.keyed
-                        {
+                        // A tombstone listed again counts as a data change here.
+                        let (change, merged) = succeed(&entry, new);
+                        if change.is_relevant() {
                             changed.insert(ns.clone());
                         }
-                        let data_changed_at = if new.digest != entry.digest {
-                            new.data_changed_at
-                        } else {
-                            entry.data_changed_at
-                        };
-                        let merged = SourceEntry {
-                            created_while_running: entry.created_while_running,
-                            data_changed_at,
-                            ..new
-                        };
                         next.push(((k, name), merged));
                     }
                     None if entry.digest.is_none() => {

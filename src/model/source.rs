@@ -112,12 +112,6 @@ impl NamespaceSources {
             .map(|held| self.entry(held))
     }
 
-    /// Whether the namespace holds `kind/name` (a tombstone included).
-    pub fn contains(&self, kind: SourceKind, name: &str) -> bool {
-        self.entries
-            .contains_key(&(kind, CompactString::from(name)))
-    }
-
     /// The names of every source of `kind`, sorted.
     pub fn names(&self, kind: SourceKind) -> impl Iterator<Item = &str> {
         self.entries
@@ -338,7 +332,7 @@ mod tests {
             Some(b.clone())
         );
         assert_eq!(sources.get(SECRET, "a"), None, "kinds are apart");
-        assert!(sources.contains(CM, "a"));
+        assert!(sources.get(CM, "a").is_some());
         assert_eq!(sources.names(CM).collect::<Vec<_>>(), ["a"]);
         assert_eq!(sources.len(), 2);
         let collected: NamespaceSources = sources.clone().into_iter().collect();
@@ -350,7 +344,7 @@ mod tests {
         assert_eq!(sources.live(), 1);
         assert_eq!(sources.get(CM, "a").map(|e| e.keys.len()), Some(0));
         sources.remove(CM, "a");
-        assert!(!sources.contains(CM, "a"));
+        assert_eq!(sources.get(CM, "a"), None);
         assert_eq!(
             sources.get(SECRET, "b-with-a-name-longer-than-24-bytes"),
             Some(b)
