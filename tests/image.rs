@@ -52,6 +52,8 @@ struct Elf {
     machine: u16,
     interpreter: bool,
     needed: usize,
+    /// Has a DT_RELR table (packed relative relocations, see build.rs).
+    packed_relocations: bool,
 }
 
 fn parse_elf(bytes: &[u8]) -> Elf {
@@ -67,18 +69,20 @@ fn parse_elf(bytes: &[u8]) -> Elf {
         machine,
         interpreter: false,
         needed: 0,
+        packed_relocations: false,
     };
     for i in 0..phnum as usize {
         let header = phoff + i * phentsize;
         match u32_at(header) {
             3 => elf.interpreter = true, // PT_INTERP
             2 => {
-                // PT_DYNAMIC: (tag, value) pairs up to DT_NULL; DT_NEEDED is tag 1.
+                // PT_DYNAMIC: (tag, value) pairs up to DT_NULL; DT_NEEDED is tag 1, DT_RELR 36.
                 let (offset, size) = (u64_at(header + 8) as usize, u64_at(header + 32) as usize);
                 for entry in (offset..offset + size).step_by(16) {
                     match u64_at(entry) {
                         0 => break,
                         1 => elf.needed += 1,
+                        36 => elf.packed_relocations = true,
                         _ => {}
                     }
                 }
@@ -174,6 +178,10 @@ fn image_is_a_static_non_root_oci_image_that_runs_version() {
     assert_eq!(
         elf.needed, 0,
         "the binary needs shared libraries (DT_NEEDED)"
+    );
+    assert!(
+        elf.packed_relocations,
+        "the binary's relocations are not packed (DT_RELR): build.rs passes -z pack-relative-relocs to +crt-static builds"
     );
     let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
     assert!(passwd.contains(":65532:65532:"), "{passwd}");
