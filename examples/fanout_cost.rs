@@ -26,8 +26,8 @@ fn workload(namespace: &str, name: &str, configmap: &str) -> WorkloadView {
     WorkloadView {
         key: WorkloadKey {
             kind: WorkloadKind::Deployment,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
+            namespace: namespace.into(),
+            name: name.into(),
         },
         uid: format!("uid-{name}"),
         annotations: [("reloader.stakater.com/auto".to_owned(), "true".to_owned())].into(),

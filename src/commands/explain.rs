@@ -15,6 +15,7 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::model::ObjectName;
 use crate::model::annotations::Annotations;
 use crate::model::digest::{self, SourceKind, env_var_name};
 use crate::model::governor;
@@ -260,7 +261,7 @@ pub fn explain(
         template: pod.annotations,
     };
     let lists = policy.named_lists(workload);
-    let referenced: BTreeSet<(SourceKind, String)> =
+    let referenced: BTreeSet<(SourceKind, ObjectName)> =
         refs::referenced(pod.spec).into_iter().collect();
     let mut candidates = referenced.clone();
     let mut problems: Vec<String> = lists
@@ -300,7 +301,7 @@ pub fn explain(
                     view.key.namespace
                 ));
             }
-            candidates.extend(matched.into_iter().map(|n| (kind, n.to_owned())));
+            candidates.extend(matched.into_iter().map(|n| (kind, ObjectName::from(n))));
         }
     }
     let ledger = Ledger::parse(view.annotations.get(LEDGER_ANNOTATION).map(String::as_str));
@@ -425,7 +426,7 @@ pub fn explain(
         };
         reports.push(SourceReport {
             kind: kind_name(*kind),
-            name: name.clone(),
+            name: name.to_string(),
             referenced: is_referenced,
             exists,
             tracked,

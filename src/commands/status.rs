@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::explain::{self, ExplainError, api_error, list_views, read_sources};
 use crate::config::Settings;
+use crate::model::ObjectName;
 use crate::model::governor;
 use crate::model::interest::SOURCE_KINDS;
 use crate::model::policy::Policy;
@@ -122,7 +123,7 @@ async fn status(
         .filter(|e| e.reason.as_deref() == Some("ReloadFail"))
         .collect();
     let now = crate::reconcile::unix_now();
-    let mut by_namespace: BTreeMap<String, Vec<WorkloadView>> = BTreeMap::new();
+    let mut by_namespace: BTreeMap<ObjectName, Vec<WorkloadView>> = BTreeMap::new();
     for view in views {
         by_namespace
             .entry(view.key.namespace.clone())
@@ -158,7 +159,7 @@ async fn status(
             let age = now.saturating_sub(first_failure.unwrap_or(created));
             if let Some(last) = failed.last() {
                 lines.push(Line {
-                    namespace: ns.clone(),
+                    namespace: ns.to_string(),
                     workload: workload.clone(),
                     state: "failing",
                     detail: last.message.clone().unwrap_or_default(),
@@ -168,7 +169,7 @@ async fn status(
                 || explanation.verdict.starts_with("would reload")
             {
                 lines.push(Line {
-                    namespace: ns.clone(),
+                    namespace: ns.to_string(),
                     workload: workload.clone(),
                     state: "pending",
                     detail: explanation.verdict.clone(),
@@ -176,7 +177,7 @@ async fn status(
                 });
             } else if !explanation.problems.is_empty() {
                 lines.push(Line {
-                    namespace: ns.clone(),
+                    namespace: ns.to_string(),
                     workload,
                     state: "problem",
                     detail: explanation.problems.join("; "),

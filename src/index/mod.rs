@@ -46,8 +46,8 @@ pub fn affected(
             Some(Ok(deployment)) => {
                 let key = WorkloadKey {
                     kind: WorkloadKind::Deployment,
-                    namespace: namespace.to_owned(),
-                    name: deployment.clone(),
+                    namespace: namespace.into(),
+                    name: deployment.as_str().into(),
                 };
                 match workloads.get(&key) {
                     Some(target) => Some(target),

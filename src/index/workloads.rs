@@ -7,6 +7,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
+use crate::model::ObjectName;
 use crate::model::digest::SourceKind;
 use crate::model::interest::Interest;
 use crate::model::policy::Policy;
@@ -81,7 +82,7 @@ impl Fresh {
     }
 }
 
-type Local = (WorkloadKind, String);
+type Local = (WorkloadKind, ObjectName);
 
 /// The workloads that name one source. Most sources are named by one workload (its own
 /// ConfigMap or Secret), and a one-element `BTreeSet` costs a whole ~370-byte node.
@@ -130,9 +131,9 @@ impl Members {
 #[derive(Debug, Default)]
 struct Namespace {
     workloads: HashMap<Local, Held>,
-    named: HashMap<(SourceKind, String), Members>,
+    named: HashMap<(SourceKind, ObjectName), Members>,
     scans: HashMap<SourceKind, BTreeSet<Local>>,
-    followers: HashMap<String, BTreeSet<String>>,
+    followers: HashMap<ObjectName, BTreeSet<ObjectName>>,
 }
 
 impl Namespace {
@@ -200,7 +201,7 @@ impl Namespace {
 #[derive(Debug, Default)]
 pub struct WorkloadStore {
     policy: Policy,
-    namespaces: RwLock<HashMap<String, Namespace>>,
+    namespaces: RwLock<HashMap<ObjectName, Namespace>>,
 }
 
 impl WorkloadStore {
@@ -345,7 +346,7 @@ impl WorkloadStore {
             return Vec::new();
         };
         let mut locals: BTreeSet<&Local> = BTreeSet::new();
-        if let Some(named) = ns.named.get(&(kind, name.to_owned())) {
+        if let Some(named) = ns.named.get(&(kind, ObjectName::from(name))) {
             locals.extend(named.iter());
         }
         if let Some(scans) = ns.scans.get(&kind) {
@@ -450,13 +451,13 @@ impl WorkloadStore {
         self.len() == 0
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Namespace>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<ObjectName, Namespace>> {
         self.namespaces
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Namespace>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<ObjectName, Namespace>> {
         self.namespaces
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -492,7 +493,7 @@ mod tests {
     }
 
     fn names(found: &[Stored]) -> Vec<String> {
-        let mut names: Vec<String> = found.iter().map(|s| s.view.key.name.clone()).collect();
+        let mut names: Vec<String> = found.iter().map(|s| s.view.key.name.to_string()).collect();
         names.sort();
         names
     }

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::{KindModule, Work, Written};
 use crate::config::Settings;
+use crate::model::ObjectName;
 use crate::model::ledger::CREATED_FOR_ANNOTATION;
 use crate::model::patch;
 use crate::model::workload::{WorkloadKind, WorkloadView};
@@ -34,10 +35,10 @@ impl WorkloadResource for CronJob {
 }
 
 /// (namespace, CronJob, ledger) of a Job we created.
-type Created = (String, String, String);
+type Created = (ObjectName, ObjectName, String);
 
 /// The newest Job created for a CronJob: (its creation time, its name, the ledger).
-type Newest = (Option<i64>, String, String);
+type Newest = (Option<i64>, ObjectName, String);
 
 /// The CronJob kind, with the Jobs it created (kept current from the Job watch).
 #[derive(Default)]
@@ -46,7 +47,7 @@ pub struct CronJobs {
     /// By (namespace, CronJob): what was last applied, for a CronJob we may not patch (its
     /// ledger lives on its Jobs). Kept when the Job goes (history limits delete Jobs), so the
     /// change it was made for is not applied twice; dropped with the CronJob.
-    newest: Mutex<HashMap<(String, String), Newest>>,
+    newest: Mutex<HashMap<(ObjectName, ObjectName), Newest>>,
 }
 
 impl CronJobs {
@@ -56,7 +57,7 @@ impl CronJobs {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn newest(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Newest>> {
+    fn newest(&self) -> std::sync::MutexGuard<'_, HashMap<(ObjectName, ObjectName), Newest>> {
         self.newest
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -65,7 +66,7 @@ impl CronJobs {
     /// Records a Job created for `cronjob` with `ledger` if it is the newest one seen.
     fn saw_job(&self, namespace: &str, cronjob: &str, job: Newest) {
         let mut newest = self.newest();
-        let slot = newest.entry((namespace.to_owned(), cronjob.to_owned()));
+        let slot = newest.entry((namespace.into(), cronjob.into()));
         match slot {
             std::collections::hash_map::Entry::Occupied(mut held) => {
                 if (job.0, &job.1) >= (held.get().0, &held.get().1) {
@@ -122,7 +123,7 @@ impl KindModule for CronJobs {
                 self.saw_job(
                     &key.namespace,
                     &key.name,
-                    (created_at, created.name_any(), ledger.clone()),
+                    (created_at, created.name_any().into(), ledger.clone()),
                 );
             }
             // Without `patch` the Job just created is the record.
@@ -155,7 +156,7 @@ impl KindModule for CronJobs {
         };
         let marker = (
             view.key.namespace.clone(),
-            owner.name.clone(),
+            ObjectName::from(&owner.name),
             ledger.clone(),
         );
         if present {
@@ -202,13 +203,13 @@ fn job_for(view: &WorkloadView, ledger: &str, edit: impl FnOnce(&mut PodTemplate
     Job {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", key.name)),
-            namespace: Some(key.namespace.clone()),
+            namespace: Some(key.namespace.to_string()),
             labels: template_meta.labels,
             annotations: Some(annotations),
             owner_references: Some(vec![OwnerReference {
                 api_version: "batch/v1".into(),
                 kind: "CronJob".into(),
-                name: key.name.clone(),
+                name: key.name.to_string(),
                 uid: view.uid.clone(),
                 controller: Some(true),
                 block_owner_deletion: Some(true),
@@ -256,7 +257,7 @@ mod tests {
         );
         let newest = |c: &CronJobs| {
             c.newest()
-                .get(&("ns".to_owned(), "nightly".to_owned()))
+                .get(&("ns".into(), "nightly".into()))
                 .map(|n| n.2.clone())
         };
         assert_eq!(newest(&cronjobs).as_deref(), Some("L"));

@@ -343,8 +343,8 @@ impl Registry {
         ObjectReference {
             api_version: self.get(view.key.kind).map(|k| k.api().api_version()),
             kind: Some(view.key.kind.as_str().into()),
-            name: Some(view.key.name.clone()),
-            namespace: Some(view.key.namespace.clone()),
+            name: Some(view.key.name.to_string()),
+            namespace: Some(view.key.namespace.to_string()),
             uid: Some(view.uid.clone()),
             ..ObjectReference::default()
         }

@@ -98,7 +98,7 @@ impl KindModule for Rollouts {
                 let target = WorkloadKey {
                     kind: WorkloadKind::Deployment,
                     namespace: key.namespace.clone(),
-                    name: deployment.clone(),
+                    name: deployment.as_str().into(),
                 };
                 ctx.writer
                     .patch::<Deployment>(&target, edit.strategic(POD_TEMPLATE))

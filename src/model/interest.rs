@@ -2,6 +2,7 @@
 //! fan-out index (a source event looks up only the workloads that name or reference it) and of
 //! the planner's candidate list (a plan looks up only those sources, not the whole namespace).
 
+use crate::model::ObjectName;
 use crate::model::annotations::Annotations;
 use crate::model::digest::SourceKind;
 use crate::model::ledger::{LEDGER_ANNOTATION, Ledger};
@@ -22,15 +23,15 @@ pub struct Interest {
     /// Its named lists, compiled.
     pub lists: NamedLists,
     /// Names listed exactly in a named list.
-    pub listed: Vec<(SourceKind, String)>,
+    pub listed: Vec<(SourceKind, ObjectName)>,
     /// Sources its own pod spec names.
-    pub referenced: Vec<(SourceKind, String)>,
+    pub referenced: Vec<(SourceKind, ObjectName)>,
     /// Sources its ledger records.
-    pub recorded: Vec<(SourceKind, String)>,
+    pub recorded: Vec<(SourceKind, ObjectName)>,
     /// Source kinds with pattern items: every source of that kind in the namespace may match.
     pub scans: Vec<SourceKind>,
     /// Rollouts with `workloadRef`: the Deployment whose pod template they run.
-    pub follows: Option<String>,
+    pub follows: Option<ObjectName>,
 }
 
 impl Interest {
@@ -57,7 +58,7 @@ impl Interest {
             for list in
                 std::iter::once(lists.get(kind)).chain(template_lists.as_ref().map(|l| l.get(kind)))
             {
-                listed.extend(list.exact_names().map(|n| (kind, n.to_owned())));
+                listed.extend(list.exact_names().map(|n| (kind, ObjectName::from(n))));
                 if list.has_patterns() && !scans.contains(&kind) {
                     scans.push(kind);
                 }
@@ -66,7 +67,7 @@ impl Interest {
         listed.sort();
         listed.dedup();
         // Kept for as long as the workload is stored: no spare capacity.
-        let tight = |mut names: Vec<(SourceKind, String)>| {
+        let tight = |mut names: Vec<(SourceKind, ObjectName)>| {
             names.shrink_to_fit();
             names
         };
@@ -80,7 +81,7 @@ impl Interest {
             ),
             scans,
             follows: match &view.workload_ref {
-                Some(Ok(name)) => Some(name.clone()),
+                Some(Ok(name)) => Some(ObjectName::from(name.as_str())),
                 _ => None,
             },
             lists,
@@ -88,7 +89,7 @@ impl Interest {
     }
 
     /// Every source named by this interest (listed, referenced or recorded), for the index.
-    pub fn names(&self) -> impl Iterator<Item = &(SourceKind, String)> {
+    pub fn names(&self) -> impl Iterator<Item = &(SourceKind, ObjectName)> {
         self.listed
             .iter()
             .chain(&self.referenced)
@@ -126,9 +127,9 @@ mod tests {
             ..WorkloadView::default()
         };
         let interest = Interest::of(&view, &Policy::default());
-        assert_eq!(interest.listed, [(SourceKind::ConfigMap, "app".to_owned())]);
+        assert_eq!(interest.listed, [(SourceKind::ConfigMap, "app".into())]);
         assert_eq!(interest.scans, [SourceKind::ConfigMap]);
-        assert_eq!(interest.referenced, [(SourceKind::Secret, "db".to_owned())]);
+        assert_eq!(interest.referenced, [(SourceKind::Secret, "db".into())]);
         assert!(interest.records(SourceKind::Secret, "old"));
         assert_eq!(interest.names().count(), 3);
     }

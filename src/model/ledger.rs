@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::model::ObjectName;
 use crate::model::digest::SourceKind;
 
 /// Workload metadata annotation holding the digest of every tracked source, as JSON
@@ -59,7 +60,7 @@ impl Ledger {
     }
 
     /// The sources recorded, as (kind, name).
-    pub fn sources(&self) -> Vec<(SourceKind, String)> {
+    pub fn sources(&self) -> Vec<(SourceKind, ObjectName)> {
         self.0
             .keys()
             .filter_map(|k| {
@@ -71,7 +72,7 @@ impl Ledger {
                 ]
                 .into_iter()
                 .find(|kind| kind.key_prefix() == prefix)?;
-                Some((kind, name.to_owned()))
+                Some((kind, ObjectName::from(name)))
             })
             .collect()
     }
@@ -104,8 +105,8 @@ mod tests {
         assert_eq!(
             back.sources(),
             vec![
-                (SourceKind::ConfigMap, "app".to_owned()),
-                (SourceKind::Secret, "db".to_owned())
+                (SourceKind::ConfigMap, "app".into()),
+                (SourceKind::Secret, "db".into())
             ]
         );
         assert!(Ledger::parse(Some("{not json")).is_empty());
@@ -117,7 +118,7 @@ mod tests {
         let ledger = Ledger::parse(Some(r#"{"secretproviderclass/a/b":"x","bogus":"y"}"#));
         assert_eq!(
             ledger.sources(),
-            vec![(SourceKind::SecretProviderClass, "a/b".to_owned())]
+            vec![(SourceKind::SecretProviderClass, "a/b".into())]
         );
     }
 }

@@ -30,3 +30,8 @@ pub mod window;
 pub mod workload;
 
 pub use edit::Strategy;
+
+/// An object's name or namespace as the caches keep it: inline up to 24 bytes (most names are
+/// shorter), where a `String` would be an allocation of its own in every key, interest and
+/// index entry that holds it.
+pub type ObjectName = compact_str::CompactString;

@@ -6,6 +6,7 @@
 
 use k8s_openapi::api::core::v1::{Container, PodSpec, Volume};
 
+use crate::model::ObjectName;
 use crate::model::digest::SourceKind;
 
 /// Index into `spec.containers` of the container that receives the marker for `name`, or
@@ -54,14 +55,14 @@ pub fn references(spec: &PodSpec, kind: SourceKind, name: &str) -> bool {
 /// Every source the pod spec names (volumes, projected volumes, CSI volumes, env, envFrom; in
 /// containers and initContainers), whether or not a container mounts it: an over-approximation
 /// of [`references`] for the fan-out index, which the planner then narrows.
-pub fn referenced(spec: &PodSpec) -> Vec<(SourceKind, String)> {
-    let mut names = Vec::new();
+pub fn referenced(spec: &PodSpec) -> Vec<(SourceKind, ObjectName)> {
+    let mut names: Vec<(SourceKind, ObjectName)> = Vec::new();
     for volume in spec.volumes.iter().flatten() {
         if let Some(c) = &volume.config_map {
-            names.push((SourceKind::ConfigMap, c.name.clone()));
+            names.push((SourceKind::ConfigMap, ObjectName::from(&c.name)));
         }
         if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
-            names.push((SourceKind::Secret, name));
+            names.push((SourceKind::Secret, ObjectName::from(name)));
         }
         for projection in volume
             .projected
@@ -69,10 +70,10 @@ pub fn referenced(spec: &PodSpec) -> Vec<(SourceKind, String)> {
             .flat_map(|p| p.sources.iter().flatten())
         {
             if let Some(c) = &projection.config_map {
-                names.push((SourceKind::ConfigMap, c.name.clone()));
+                names.push((SourceKind::ConfigMap, ObjectName::from(&c.name)));
             }
             if let Some(s) = &projection.secret {
-                names.push((SourceKind::Secret, s.name.clone()));
+                names.push((SourceKind::Secret, ObjectName::from(&s.name)));
             }
         }
         if let Some(class) = volume
@@ -81,7 +82,10 @@ pub fn referenced(spec: &PodSpec) -> Vec<(SourceKind, String)> {
             .and_then(|csi| csi.volume_attributes.as_ref())
             .and_then(|a| a.get("secretProviderClass"))
         {
-            names.push((SourceKind::SecretProviderClass, class.clone()));
+            names.push((
+                SourceKind::SecretProviderClass,
+                ObjectName::from(class.as_str()),
+            ));
         }
     }
     let containers = spec
@@ -92,19 +96,19 @@ pub fn referenced(spec: &PodSpec) -> Vec<(SourceKind, String)> {
         for env in container.env.iter().flatten() {
             if let Some(from) = &env.value_from {
                 if let Some(r) = &from.config_map_key_ref {
-                    names.push((SourceKind::ConfigMap, r.name.clone()));
+                    names.push((SourceKind::ConfigMap, ObjectName::from(&r.name)));
                 }
                 if let Some(r) = &from.secret_key_ref {
-                    names.push((SourceKind::Secret, r.name.clone()));
+                    names.push((SourceKind::Secret, ObjectName::from(&r.name)));
                 }
             }
         }
         for from in container.env_from.iter().flatten() {
             if let Some(r) = &from.config_map_ref {
-                names.push((SourceKind::ConfigMap, r.name.clone()));
+                names.push((SourceKind::ConfigMap, ObjectName::from(&r.name)));
             }
             if let Some(r) = &from.secret_ref {
-                names.push((SourceKind::Secret, r.name.clone()));
+                names.push((SourceKind::Secret, ObjectName::from(&r.name)));
             }
         }
     }
@@ -412,7 +416,7 @@ mod tests {
             (SourceKind::SecretProviderClass, "spc"),
         ] {
             assert!(
-                names.contains(&(kind, name.to_owned())),
+                names.contains(&(kind, ObjectName::from(name))),
                 "{kind} {name}: {names:?}"
             );
             if name != "lonely" && kind != SourceKind::SecretProviderClass {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{Job, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 
+use crate::model::ObjectName;
 use crate::model::annotations::Annotations;
 use crate::model::ledger::RECREATE_FINALIZER;
 
@@ -70,9 +71,9 @@ pub struct WorkloadKey {
     /// Its kind.
     pub kind: WorkloadKind,
     /// Its namespace.
-    pub namespace: String,
+    pub namespace: ObjectName,
     /// Its name.
-    pub name: String,
+    pub name: ObjectName,
 }
 
 impl std::fmt::Display for WorkloadKey {

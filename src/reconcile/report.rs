@@ -288,8 +288,8 @@ impl Reporter {
         let reference = ObjectReference {
             api_version: Some(api_version.to_owned()),
             kind: Some(key.kind.as_str().into()),
-            name: Some(key.name.clone()),
-            namespace: Some(key.namespace.clone()),
+            name: Some(key.name.to_string()),
+            namespace: Some(key.namespace.to_string()),
             uid: meta.uid.clone(),
             ..ObjectReference::default()
         };

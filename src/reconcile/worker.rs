@@ -160,7 +160,7 @@ async fn reconcile(ctx: &Context, kind: &dyn Kind, key: &WorkloadKey) -> Attempt
             let deployment = WorkloadKey {
                 kind: WorkloadKind::Deployment,
                 namespace: key.namespace.clone(),
-                name: name.clone(),
+                name: name.as_str().into(),
             };
             ctx.workloads.get(&deployment).map(Some).ok_or_else(|| {
                 format!(

@@ -49,8 +49,8 @@ pub fn project<K: WorkloadResource>(object: &K) -> Option<WorkloadView> {
     let mut view = WorkloadView {
         key: WorkloadKey {
             kind: K::KIND,
-            namespace: meta.namespace.clone()?,
-            name: meta.name.clone()?,
+            namespace: meta.namespace.as_deref()?.into(),
+            name: meta.name.as_deref()?.into(),
         },
         uid: meta.uid.clone().unwrap_or_default(),
         annotations: read_annotations(meta.annotations.as_ref()),
@@ -171,8 +171,8 @@ pub(crate) async fn seen<K: WorkloadResource>(ctx: &Context, object: &Lenient<K>
             };
             let key = WorkloadKey {
                 kind: K::KIND,
-                namespace,
-                name,
+                namespace: namespace.into(),
+                name: name.into(),
             };
             ctx.report
                 .undecodable(&key, meta, &K::api_version(&()), error)
