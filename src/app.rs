@@ -127,18 +127,18 @@ pub async fn connect(timeout: Duration, metrics: &Metrics) -> Result<kube::Clien
         .authority()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let client = kube::client::ClientBuilder::try_from(config)
-        .map_err(|source| Error::ClientSetup {
+    let layer = RestMetricsLayer::new(
+        metrics.rest_requests.clone(),
+        metrics.rest_duration.clone(),
+        host,
+    );
+    let client = crate::ops::api_client::client(config, Some(layer)).map_err(|source| {
+        Error::ClientSetup {
             server: server.clone(),
             source,
             fix: "check the certificate and credential fields of your kubeconfig",
-        })?
-        .with_layer(&RestMetricsLayer::new(
-            metrics.rest_requests.clone(),
-            metrics.rest_duration.clone(),
-            host,
-        ))
-        .build();
+        }
+    })?;
     let version = match tokio::time::timeout(timeout, client.apiserver_version()).await {
         Ok(Ok(version)) => version,
         Ok(Err(e)) => return Err(unreachable(&server, &e)),

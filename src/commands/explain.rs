@@ -31,6 +31,7 @@ use crate::model::policy::{
 use crate::model::refs;
 use crate::model::source::{NamespaceSources, SourceContent, SourceEntry};
 use crate::model::workload::{WorkloadKind, WorkloadView};
+use crate::ops::api_client;
 use crate::watch::custom::{DeploymentConfig, Rollout};
 use crate::watch::digest_key;
 use crate::watch::workloads::{WorkloadResource, project};
@@ -937,7 +938,7 @@ async fn explain_target(
         .map(str::to_owned)
         .unwrap_or_else(|| config.default_namespace.clone());
     let client =
-        kube::Client::try_from(config).map_err(|e| ExplainError::Connect(e.to_string()))?;
+        api_client::client(config, None).map_err(|e| ExplainError::Connect(e.to_string()))?;
     let view = match kind {
         WorkloadKind::Deployment => get_view::<Deployment>(&client, &namespace, name).await?,
         WorkloadKind::StatefulSet => get_view::<StatefulSet>(&client, &namespace, name).await?,

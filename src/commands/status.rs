@@ -18,6 +18,7 @@ use crate::model::governor;
 use crate::model::interest::SOURCE_KINDS;
 use crate::model::policy::Policy;
 use crate::model::workload::WorkloadView;
+use crate::ops::api_client;
 use crate::watch::scoped_api;
 
 /// One workload that needs a look.
@@ -99,7 +100,7 @@ async fn status(
         .map_err(|e| ExplainError::Connect(e.to_string()))?;
     let default_namespace = config.default_namespace.clone();
     let client =
-        kube::Client::try_from(config).map_err(|e| ExplainError::Connect(e.to_string()))?;
+        api_client::client(config, None).map_err(|e| ExplainError::Connect(e.to_string()))?;
     let scope = if all {
         None
     } else {

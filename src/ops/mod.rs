@@ -1,6 +1,7 @@
 //! Operating the controller: logs, the HTTP endpoints, metrics, leader election, process
 //! signals and task supervision.
 
+pub mod api_client;
 pub mod diagnostics;
 pub mod health;
 pub mod http;
