@@ -59,7 +59,8 @@ pub struct SourceFlags {
 /// an initial list decoded, each kept a page of freed decode buffers resident.
 #[derive(Debug, Clone, Default)]
 pub struct NamespaceSources {
-    entries: BTreeMap<(SourceKind, CompactString), Held>,
+    /// By kind (in [`KINDS`] order), then name: a key without the kind is 8 bytes smaller.
+    entries: [BTreeMap<CompactString, Held>; 3],
     /// Every entry's [`KeyDigests`] in packed form, each at its [`Held::keys`].
     packed: Vec<u8>,
     /// Bytes of `packed` no entry points at (replaced or deleted since the last compaction).
@@ -68,13 +69,40 @@ pub struct NamespaceSources {
 
 /// A [`SourceEntry`] as the namespace holds it: its per-key digests as a span of the buffer.
 #[derive(Debug, Clone)]
+/// 48 bytes: the three flags and whether `data_changed_at` is set share one byte beside the
+/// 21-byte digest, where `SourceEntry`'s own fields would pad to 56.
 struct Held {
     digest: Option<Sha1Digest>,
+    bits: u8,
     keys: Span,
     keyed: KeyedDigests,
-    flags: SourceFlags,
-    created_while_running: bool,
-    data_changed_at: Option<i64>,
+    /// `SourceEntry::data_changed_at` when [`CHANGED`] is set.
+    data_changed_at: i64,
+}
+
+/// [`Held::bits`]: `SourceFlags::ignored`.
+const IGNORED: u8 = 1;
+/// [`Held::bits`]: `SourceFlags::matched`.
+const MATCHED: u8 = 1 << 1;
+/// [`Held::bits`]: `SourceEntry::created_while_running`.
+const CREATED: u8 = 1 << 2;
+/// [`Held::bits`]: `SourceEntry::data_changed_at` is set.
+const CHANGED: u8 = 1 << 3;
+
+/// The source kinds in their order (`SourceKind`'s `Ord`), each at its index in
+/// `NamespaceSources::entries`.
+const KINDS: [SourceKind; 3] = [
+    SourceKind::ConfigMap,
+    SourceKind::Secret,
+    SourceKind::SecretProviderClass,
+];
+
+const fn slot(kind: SourceKind) -> usize {
+    match kind {
+        SourceKind::ConfigMap => 0,
+        SourceKind::Secret => 1,
+        SourceKind::SecretProviderClass => 2,
+    }
 }
 
 /// Where one entry's packed key digests are: `start..start + len` of the buffer.
@@ -99,7 +127,7 @@ impl NamespaceSources {
     /// No sources.
     pub const fn new() -> Self {
         Self {
-            entries: BTreeMap::new(),
+            entries: [BTreeMap::new(), BTreeMap::new(), BTreeMap::new()],
             packed: Vec::new(),
             unused: 0,
         }
@@ -107,45 +135,44 @@ impl NamespaceSources {
 
     /// The entry of `kind/name`.
     pub fn get(&self, kind: SourceKind, name: &str) -> Option<SourceEntry> {
-        self.entries
-            .get(&(kind, CompactString::from(name)))
+        self.entries[slot(kind)]
+            .get(name)
             .map(|held| self.entry(held))
     }
 
     /// The names of every source of `kind`, sorted.
     pub fn names(&self, kind: SourceKind) -> impl Iterator<Item = &str> {
-        self.entries
-            .range((kind, CompactString::default())..)
-            .take_while(move |((k, _), _)| *k == kind)
-            .map(|((_, name), _)| name.as_str())
+        self.entries[slot(kind)].keys().map(CompactString::as_str)
     }
 
     /// Every entry, sorted by kind and name.
     pub fn iter(&self) -> impl Iterator<Item = (SourceKind, &str, SourceEntry)> {
-        self.entries
-            .iter()
-            .map(|((kind, name), held)| (*kind, name.as_str(), self.entry(held)))
+        KINDS.into_iter().flat_map(move |kind| {
+            self.entries[slot(kind)]
+                .iter()
+                .map(move |(name, held)| (kind, name.as_str(), self.entry(held)))
+        })
     }
 
     /// Number of entries (tombstones included).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.iter().map(BTreeMap::len).sum()
     }
 
     /// Whether it holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.iter().all(BTreeMap::is_empty)
     }
 
     /// Number of live (non-tombstone) entries.
     pub fn live(&self) -> usize {
-        self.entries.values().filter(|h| h.digest.is_some()).count()
+        self.held().filter(|h| h.digest.is_some()).count()
     }
 
     /// Inserts or replaces the entry of `kind/name`.
     pub fn insert(&mut self, kind: SourceKind, name: &str, entry: SourceEntry) {
         let held = Self::hold(&mut self.packed, entry);
-        if let Some(old) = self.entries.insert((kind, name.into()), held) {
+        if let Some(old) = self.entries[slot(kind)].insert(name.into(), held) {
             self.unused += old.keys.len as usize;
         }
         self.compact_if_due();
@@ -153,10 +180,14 @@ impl NamespaceSources {
 
     /// Removes the entry of `kind/name`.
     pub fn remove(&mut self, kind: SourceKind, name: &str) {
-        if let Some(old) = self.entries.remove(&(kind, CompactString::from(name))) {
+        if let Some(old) = self.entries[slot(kind)].remove(name) {
             self.unused += old.keys.len as usize;
         }
         self.compact_if_due();
+    }
+
+    fn held(&self) -> impl Iterator<Item = &Held> {
+        self.entries.iter().flat_map(BTreeMap::values)
     }
 
     fn entry(&self, held: &Held) -> SourceEntry {
@@ -164,26 +195,33 @@ impl NamespaceSources {
     }
 
     fn entry_in(packed: &[u8], held: &Held) -> SourceEntry {
+        let set = |bit: u8| held.bits & bit != 0;
         SourceEntry {
             digest: held.digest,
             keys: KeyDigests::from_packed(packed.get(held.keys.range()).unwrap_or_default()),
             keyed: held.keyed.clone(),
-            flags: held.flags,
-            created_while_running: held.created_while_running,
-            data_changed_at: held.data_changed_at,
+            flags: SourceFlags {
+                ignored: set(IGNORED),
+                matched: set(MATCHED),
+            },
+            created_while_running: set(CREATED),
+            data_changed_at: set(CHANGED).then_some(held.data_changed_at),
         }
     }
 
     /// Appends the entry's key digests to the buffer.
     fn hold(packed: &mut Vec<u8>, entry: SourceEntry) -> Held {
         let keys = Self::append(packed, entry.keys.packed());
+        let bit = |on: bool, bit: u8| if on { bit } else { 0 };
         Held {
             digest: entry.digest,
+            bits: bit(entry.flags.ignored, IGNORED)
+                | bit(entry.flags.matched, MATCHED)
+                | bit(entry.created_while_running, CREATED)
+                | bit(entry.data_changed_at.is_some(), CHANGED),
             keys,
             keyed: entry.keyed,
-            flags: entry.flags,
-            created_while_running: entry.created_while_running,
-            data_changed_at: entry.data_changed_at,
+            data_changed_at: entry.data_changed_at.unwrap_or_default(),
         }
     }
 
@@ -203,7 +241,7 @@ impl NamespaceSources {
         let live = self.packed.len().saturating_sub(self.unused);
         if self.unused > COMPACT_AFTER.max(live) {
             let mut packed = Vec::with_capacity(live);
-            for held in self.entries.values_mut() {
+            for held in self.entries.iter_mut().flat_map(BTreeMap::values_mut) {
                 let bytes = self.packed.get(held.keys.range()).unwrap_or_default();
                 held.keys = Self::append(&mut packed, bytes);
             }
@@ -214,19 +252,21 @@ impl NamespaceSources {
 }
 
 impl FromIterator<((SourceKind, CompactString), SourceEntry)> for NamespaceSources {
-    /// Built from its entries in one pass: the tree's nodes full, the buffer exactly sized.
+    /// Built from its sorted entries: the trees' nodes full (inserted one by one they stay a
+    /// third empty), the buffer exactly sized; of entries with the same kind and name, the last
+    /// one counts.
     fn from_iter<I: IntoIterator<Item = ((SourceKind, CompactString), SourceEntry)>>(
         entries: I,
     ) -> Self {
         let sorted: BTreeMap<_, _> = entries.into_iter().collect();
         let size = sorted.values().map(|e| e.keys.packed().len()).sum();
         let mut packed = Vec::with_capacity(size);
-        let entries = sorted
-            .into_iter()
-            .map(|(key, entry)| (key, Self::hold(&mut packed, entry)))
-            .collect();
+        let mut by_kind: [Vec<(CompactString, Held)>; 3] = Default::default();
+        for ((kind, name), entry) in sorted {
+            by_kind[slot(kind)].push((name, Self::hold(&mut packed, entry)));
+        }
         Self {
-            entries,
+            entries: by_kind.map(BTreeMap::from_iter),
             packed,
             unused: 0,
         }
@@ -251,7 +291,8 @@ impl IntoIterator for NamespaceSources {
     /// Every entry, by value, sorted by kind and name.
     fn into_iter(self) -> IntoEntries {
         IntoEntries {
-            entries: self.entries.into_iter(),
+            entries: self.entries.map(BTreeMap::into_iter),
+            at: 0,
             packed: self.packed,
         }
     }
@@ -260,7 +301,10 @@ impl IntoIterator for NamespaceSources {
 /// The entries of a [`NamespaceSources`], by value.
 #[derive(Debug)]
 pub struct IntoEntries {
-    entries: std::collections::btree_map::IntoIter<(SourceKind, CompactString), Held>,
+    /// By kind, in [`KINDS`] order.
+    entries: [std::collections::btree_map::IntoIter<CompactString, Held>; 3],
+    /// The kind being read.
+    at: usize,
     packed: Vec<u8>,
 }
 
@@ -268,8 +312,14 @@ impl Iterator for IntoEntries {
     type Item = ((SourceKind, CompactString), SourceEntry);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (key, held) = self.entries.next()?;
-        Some((key, NamespaceSources::entry_in(&self.packed, &held)))
+        while let Some(entries) = self.entries.get_mut(self.at) {
+            if let Some((name, held)) = entries.next() {
+                let entry = NamespaceSources::entry_in(&self.packed, &held);
+                return Some(((KINDS[self.at], name), entry));
+            }
+            self.at += 1;
+        }
+        None
     }
 }
 
@@ -309,6 +359,146 @@ mod tests {
             created_while_running: false,
             data_changed_at: None,
         }
+    }
+
+    #[test]
+    fn inserts_updates_and_removals_read_back_as_a_map_does() {
+        // A model map beside the namespace, through updates of listed entries, creations,
+        // removals and re-creations, and the buffer compactions they trigger.
+        let listed: Vec<_> = (0..200)
+            .map(|i| {
+                (
+                    (SECRET, CompactString::from(format!("s{i:03}"))),
+                    entry("k", "0"),
+                )
+            })
+            .collect();
+        let mut model: BTreeMap<(SourceKind, CompactString), SourceEntry> =
+            listed.iter().cloned().collect();
+        let mut sources: NamespaceSources = listed.into_iter().collect();
+        let mut seed = 7_u64;
+        for step in 0..3000_u32 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let kind = if seed >> 60 == 0 { CM } else { SECRET };
+            let name = CompactString::from(format!("s{:03}", (seed >> 33) % 400));
+            if (seed >> 20).is_multiple_of(3) {
+                sources.remove(kind, &name);
+                model.remove(&(kind, name.clone()));
+            } else {
+                let value = step.to_string();
+                let e = entry("k", &value);
+                sources.insert(kind, &name, e.clone());
+                model.insert((kind, name.clone()), e);
+            }
+            if step.is_multiple_of(97) {
+                let read: Vec<_> = sources
+                    .iter()
+                    .map(|(k, n, e)| ((k, CompactString::from(n)), e))
+                    .collect();
+                assert_eq!(
+                    read,
+                    model.clone().into_iter().collect::<Vec<_>>(),
+                    "step {step}"
+                );
+            }
+            assert_eq!(sources.len(), model.len(), "step {step}");
+            assert_eq!(
+                sources.get(kind, &name),
+                model.get(&(kind, name.clone())).cloned(),
+                "step {step}"
+            );
+        }
+        assert_eq!(
+            sources.names(SECRET).collect::<Vec<_>>(),
+            model
+                .keys()
+                .filter(|(k, _)| *k == SECRET)
+                .map(|(_, n)| n.as_str())
+                .collect::<Vec<_>>()
+        );
+        let owned: Vec<_> = sources.into_iter().collect();
+        assert_eq!(owned, model.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn of_entries_with_the_same_name_the_last_counts() {
+        let sources = NamespaceSources::from([
+            ((CM, "a".into()), entry("k", "1")),
+            ((CM, "b".into()), entry("k", "2")),
+            ((CM, "a".into()), entry("k", "3")),
+            ((CM, "a".into()), entry("k", "4")),
+        ]);
+        assert_eq!(sources.len(), 2);
+        assert_eq!(sources.get(CM, "a"), Some(entry("k", "4")));
+        assert_eq!(sources.get(CM, "b"), Some(entry("k", "2")));
+    }
+
+    #[test]
+    fn every_flag_and_change_time_reads_back() {
+        let mut sources = NamespaceSources::new();
+        let mut expected = Vec::new();
+        for (i, (ignored, matched, created, changed)) in [
+            (false, false, false, None),
+            (true, false, false, None),
+            (false, true, false, Some(0)),
+            (false, false, true, Some(-1)),
+            (true, true, true, Some(i64::MAX)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let entry = SourceEntry {
+                flags: SourceFlags { ignored, matched },
+                created_while_running: created,
+                data_changed_at: changed,
+                ..entry("k", "v")
+            };
+            let name = format!("s{i}");
+            sources.insert(SECRET, &name, entry.clone());
+            expected.push((SECRET, name, entry));
+        }
+        let read: Vec<_> = sources
+            .iter()
+            .map(|(kind, name, entry)| (kind, name.to_owned(), entry))
+            .collect();
+        assert_eq!(read, expected);
+        // A cached source's size beside its name: what the tree's leaves hold per entry.
+        assert!(std::mem::size_of::<Held>() <= 48);
+    }
+
+    #[test]
+    fn kinds_iterate_in_order_whatever_the_insertion_order() {
+        let sources = NamespaceSources::from([
+            (
+                (SourceKind::SecretProviderClass, "c".into()),
+                entry("k", "1"),
+            ),
+            ((SECRET, "b".into()), entry("k", "2")),
+            ((CM, "z".into()), entry("k", "3")),
+            ((CM, "a".into()), entry("k", "4")),
+        ]);
+        let order: Vec<_> = sources.iter().map(|(k, n, _)| (k, n)).collect();
+        assert_eq!(
+            order,
+            [
+                (CM, "a"),
+                (CM, "z"),
+                (SECRET, "b"),
+                (SourceKind::SecretProviderClass, "c")
+            ]
+        );
+        let owned: Vec<_> = sources.into_iter().map(|(key, _)| key).collect();
+        assert_eq!(
+            owned,
+            [
+                (CM, "a".into()),
+                (CM, "z".into()),
+                (SECRET, "b".into()),
+                (SourceKind::SecretProviderClass, "c".into())
+            ]
+        );
     }
 
     #[test]
