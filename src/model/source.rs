@@ -68,9 +68,9 @@ pub struct NamespaceSources {
 }
 
 /// A [`SourceEntry`] as the namespace holds it: its per-key digests as a span of the buffer.
-#[derive(Debug, Clone)]
 /// 48 bytes: the three flags and whether `data_changed_at` is set share one byte beside the
 /// 21-byte digest, where `SourceEntry`'s own fields would pad to 56.
+#[derive(Debug, Clone)]
 struct Held {
     digest: Option<Sha1Digest>,
     bits: u8,
