@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::model::ObjectName;
 use crate::model::digest::SourceKind;
+use crate::model::interest::SOURCE_KINDS;
 
 /// Workload metadata annotation holding the digest of every tracked source, as JSON
 /// `{"configmap/<name>": "<sha1>", "secret/<name>": "<sha1>"}`. Writing it does not roll pods.
@@ -65,13 +66,9 @@ impl Ledger {
             .keys()
             .filter_map(|k| {
                 let (prefix, name) = k.split_once('/')?;
-                let kind = [
-                    SourceKind::ConfigMap,
-                    SourceKind::Secret,
-                    SourceKind::SecretProviderClass,
-                ]
-                .into_iter()
-                .find(|kind| kind.key_prefix() == prefix)?;
+                let kind = SOURCE_KINDS
+                    .into_iter()
+                    .find(|kind| kind.key_prefix() == prefix)?;
                 Some((kind, ObjectName::from(name)))
             })
             .collect()

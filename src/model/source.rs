@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use compact_str::CompactString;
 
 use crate::model::digest::{KeyDigests, Sha1Digest, SourceKind};
+use crate::model::interest::SOURCE_KINDS;
 use crate::model::keyed::KeyedDigests;
 
 /// What the cache keeps of one source.
@@ -59,7 +60,7 @@ pub struct SourceFlags {
 /// an initial list decoded, each kept a page of freed decode buffers resident.
 #[derive(Debug, Clone, Default)]
 pub struct NamespaceSources {
-    /// By kind (in [`KINDS`] order), then name: a key without the kind is 8 bytes smaller.
+    /// By kind (in [`SOURCE_KINDS`] order), then name: a key without the kind is 8 bytes smaller.
     entries: [BTreeMap<CompactString, Held>; 3],
     /// Every entry's [`KeyDigests`] in packed form, each at its [`Held::keys`].
     packed: Vec<u8>,
@@ -89,14 +90,8 @@ const CREATED: u8 = 1 << 2;
 /// [`Held::bits`]: `SourceEntry::data_changed_at` is set.
 const CHANGED: u8 = 1 << 3;
 
-/// The source kinds in their order (`SourceKind`'s `Ord`), each at its index in
-/// `NamespaceSources::entries`.
-const KINDS: [SourceKind; 3] = [
-    SourceKind::ConfigMap,
-    SourceKind::Secret,
-    SourceKind::SecretProviderClass,
-];
-
+/// `kind`'s index in `NamespaceSources::entries`: its place in [`SOURCE_KINDS`], which is
+/// `SourceKind`'s `Ord` order.
 const fn slot(kind: SourceKind) -> usize {
     match kind {
         SourceKind::ConfigMap => 0,
@@ -147,7 +142,7 @@ impl NamespaceSources {
 
     /// Every entry, sorted by kind and name.
     pub fn iter(&self) -> impl Iterator<Item = (SourceKind, &str, SourceEntry)> {
-        KINDS.into_iter().flat_map(move |kind| {
+        SOURCE_KINDS.into_iter().flat_map(move |kind| {
             self.entries[slot(kind)]
                 .iter()
                 .map(move |(name, held)| (kind, name.as_str(), self.entry(held)))
@@ -301,7 +296,7 @@ impl IntoIterator for NamespaceSources {
 /// The entries of a [`NamespaceSources`], by value.
 #[derive(Debug)]
 pub struct IntoEntries {
-    /// By kind, in [`KINDS`] order.
+    /// By kind, in [`SOURCE_KINDS`] order.
     entries: [std::collections::btree_map::IntoIter<CompactString, Held>; 3],
     /// The kind being read.
     at: usize,
@@ -315,7 +310,7 @@ impl Iterator for IntoEntries {
         while let Some(entries) = self.entries.get_mut(self.at) {
             if let Some((name, held)) = entries.next() {
                 let entry = NamespaceSources::entry_in(&self.packed, &held);
-                return Some(((KINDS[self.at], name), entry));
+                return Some(((SOURCE_KINDS[self.at], name), entry));
             }
             self.at += 1;
         }

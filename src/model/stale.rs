@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::api::core::v1::PodSpec;
 
-use crate::model::digest::SourceKind;
 use crate::model::edit::Strategy;
+use crate::model::interest::SOURCE_KINDS;
 
 /// The markers to remove with the next reload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,13 +29,7 @@ impl StaleMarkers {
 /// Whether `name` has the shape of a marker env var (`STAKATER_<NAME>_<TYPE>`).
 fn is_marker(name: &str) -> bool {
     name.strip_prefix("STAKATER_").is_some_and(|rest| {
-        [
-            SourceKind::ConfigMap,
-            SourceKind::Secret,
-            SourceKind::SecretProviderClass,
-        ]
-        .iter()
-        .any(|kind| {
+        SOURCE_KINDS.iter().any(|kind| {
             rest.strip_suffix(kind.upstream_type())
                 .and_then(|r| r.strip_suffix('_'))
                 .is_some_and(|n| !n.is_empty())
